@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Quill: Llama-architecture text generation on the CPU.
+// Imports flow one way: quill (executable) → Quill (library) → QuillKernels → CBLAS.
+let package = Package(
+    name: "Quill",
+    products: [
+        .executable(name: "quill", targets: ["quill"]),
+        .library(name: "Quill", targets: ["Quill"]),
+    ],
+    targets: [
+        // <cblas.h> from libblas-dev; at run time OpenBLAS provides libblas.so.3.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        // SentencePiece behind a plain C API (C++ stays inside the shim).
+        .target(
+            name: "CSentencePiece",
+            path: "Sources/CSentencePiece",
+            linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]
+        ),
+        .target(
+            name: "QuillKernels",
+            dependencies: ["CBLAS"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])],
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
+        .target(name: "Quill", dependencies: ["QuillKernels", "CSentencePiece"]),
+        .executableTarget(name: "quill", dependencies: ["Quill"]),
+        .testTarget(name: "QuillKernelsTests", dependencies: ["QuillKernels"]),
+        .testTarget(
+            name: "QuillTests", dependencies: ["Quill", "QuillKernels"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(name: "QuillCLITests", dependencies: ["Quill"]),
+    ],
+    cxxLanguageStandard: .cxx17
+)

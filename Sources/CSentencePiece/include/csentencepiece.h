@@ -1,0 +1,52 @@
+// A plain C view of SentencePiece: an opaque handle, integer status codes and a
+// thread-local last-error message. No C++ type or exception crosses this boundary.
+#ifndef CSENTENCEPIECE_H
+#define CSENTENCEPIECE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct spm_processor spm_processor;
+
+enum {
+    SPM_OK = 0,
+    SPM_ERROR = 1,          // SentencePiece reported an error; see spm_last_error()
+    SPM_OUT_OF_RANGE = 2,   // an id outside the vocabulary
+    SPM_INTERNAL = 3        // an unexpected C++ exception (e.g. out of memory)
+};
+
+/// The message of the last failed call on this thread ("" if none).
+const char *spm_last_error(void);
+
+/// Loads a .model file. On success *out owns a processor to release with spm_free.
+int spm_load(const char *path, spm_processor **out);
+void spm_free(spm_processor *processor);
+
+int spm_vocab_size(const spm_processor *processor);
+int spm_bos_id(const spm_processor *processor);
+int spm_eos_id(const spm_processor *processor);
+
+/// Encodes `length` bytes of UTF-8 text. On success *ids is a malloc'd array of *count ids
+/// (NULL when empty) that the caller frees with spm_free_ids.
+int spm_encode(const spm_processor *processor, const char *text, size_t length,
+               int32_t **ids, size_t *count);
+void spm_free_ids(int32_t *ids);
+
+/// Piece text of an id (UTF-8, "▁" for a space as stored in the model). On success
+/// *piece points at bytes owned by the processor, valid until spm_free; *length is its size.
+int spm_id_to_piece(const spm_processor *processor, int id, const char **piece, size_t *length);
+
+/// Kinds of pieces, for streaming decode. Each returns 0 or 1 (0 for an out-of-range id).
+int spm_is_byte(const spm_processor *processor, int id);
+int spm_is_control(const spm_processor *processor, int id);
+int spm_is_unknown(const spm_processor *processor, int id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,120 @@
+import QuillKernels
+
+/// The tensors of a checkpoint and where each one starts in the file.
+enum TensorName: CaseIterable {
+    case tokenEmbedding, attentionNorm, wq, wk, wv, wo, ffnNorm, w1, w2, w3, finalNorm,
+         ropeTables, classifier
+}
+
+/// Byte offsets of every tensor for a given header, computed with overflow checks so an absurd
+/// header is an error, not a crash.
+struct CheckpointLayout {
+    struct Entry {
+        var offset: Int        // bytes from the start of the file (int8 values for Q8_0)
+        var scaleOffset: Int   // Q8_0 only: where this tensor's scales start
+        var perLayer: Int      // elements per layer (or the whole tensor when not layered)
+        var rows: Int
+        var cols: Int
+    }
+
+    let config: ModelConfig
+    let format: CheckpointFormat
+    private(set) var entries: [TensorName: Entry] = [:]
+    private(set) var byteCount = 0
+
+    init(config c: ModelConfig, format: CheckpointFormat, path: String) throws(CheckpointError) {
+        self.config = c
+        self.format = format
+        let impossible = CheckpointError(
+            path: path, problem: "header (dim \(c.dim), \(c.layerCount) layers, vocab \(c.vocabSize)) implies an impossible size")
+        func product(_ values: Int...) throws(CheckpointError) -> Int {
+            var result = 1
+            for v in values {
+                let (p, overflow) = result.multipliedReportingOverflow(by: v)
+                guard !overflow, p < 1 << 52 else { throw impossible }
+                result = p
+            }
+            return result
+        }
+        let l = c.layerCount, d = c.dim, h = c.hiddenDim, kv = c.kvDim, v = c.vocabSize
+        // (name, layers, rows, cols) per format, in file order.
+        typealias Spec = (TensorName, Int, Int, Int)
+        let norms: [Spec] = [(.attentionNorm, l, 1, d), (.ffnNorm, l, 1, d), (.finalNorm, 1, 1, d)]
+        let matrices: [Spec] = [
+            (.tokenEmbedding, 1, v, d), (.wq, l, d, d), (.wk, l, kv, d), (.wv, l, kv, d), (.wo, l, d, d),
+            (.w1, l, h, d), (.w2, l, d, h), (.w3, l, h, d),
+        ]
+        let classifier: [Spec] = c.sharedClassifier ? [] : [(.classifier, 1, v, d)]
+
+        var cursor: Int
+        switch format {
+        case .version0:
+            cursor = Checkpoint.legacyHeaderSize
+            let order: [Spec] = [
+                (.tokenEmbedding, 1, v, d), (.attentionNorm, l, 1, d), (.wq, l, d, d), (.wk, l, kv, d),
+                (.wv, l, kv, d), (.wo, l, d, d), (.ffnNorm, l, 1, d), (.w1, l, h, d), (.w2, l, d, h),
+                (.w3, l, h, d), (.finalNorm, 1, 1, d), (.ropeTables, 2, c.contextLength, c.headSize / 2),
+            ] + classifier
+            for (name, layers, rows, cols) in order {
+                let perLayer = try product(rows, cols)
+                entries[name] = Entry(offset: cursor, scaleOffset: 0, perLayer: perLayer, rows: rows, cols: cols)
+                cursor += try product(layers, perLayer, 4)
+            }
+        case .version1:
+            cursor = Checkpoint.versionedHeaderSize
+            for (name, layers, rows, cols) in norms + matrices + classifier {
+                let perLayer = try product(rows, cols)
+                entries[name] = Entry(offset: cursor, scaleOffset: 0, perLayer: perLayer, rows: rows, cols: cols)
+                cursor += try product(layers, perLayer, 4)
+            }
+        case .version2(let groupSize):
+            cursor = Checkpoint.versionedHeaderSize
+            for (name, layers, rows, cols) in norms {
+                let perLayer = try product(rows, cols)
+                entries[name] = Entry(offset: cursor, scaleOffset: 0, perLayer: perLayer, rows: rows, cols: cols)
+                cursor += try product(layers, perLayer, 4)
+            }
+            // All int8 values first, then all scales, each in tensor order.
+            let quantized = matrices + classifier
+            for (name, layers, rows, cols) in quantized {
+                let perLayer = try product(rows, cols)
+                entries[name] = Entry(offset: cursor, scaleOffset: 0, perLayer: perLayer, rows: rows, cols: cols)
+                cursor += try product(layers, perLayer)
+            }
+            for (name, layers, _, _) in quantized {
+                entries[name]!.scaleOffset = cursor
+                cursor += try product(layers, entries[name]!.perLayer / groupSize, 4)
+            }
+        }
+        guard cursor < 1 << 52 else { throw impossible }
+        byteCount = cursor
+    }
+
+    /// Views of the tensors in a file that has been checked to match this layout.
+    func tensors(in file: MappedFile) -> TensorViews { TensorViews(layout: self, file: file) }
+
+    struct TensorViews {
+        let layout: CheckpointLayout
+        let file: MappedFile
+
+        func vector(_ name: TensorName, layer: Int) -> FloatView {
+            let e = layout.entries[name]!
+            return file.floats(at: e.offset + layer * e.perLayer * 4, count: e.perLayer)
+        }
+
+        func matrix(_ name: TensorName, layer: Int) -> WeightMatrix {
+            let e = layout.entries[name]!
+            switch layout.format {
+            case .version0, .version1:
+                return WeightMatrix(rows: e.rows, cols: e.cols,
+                                    storage: .float32(file.floats(at: e.offset + layer * e.perLayer * 4, count: e.perLayer)))
+            case .version2(let groupSize):
+                let groups = e.perLayer / groupSize
+                return WeightMatrix(rows: e.rows, cols: e.cols, storage: .q8(
+                    values: file.int8s(at: e.offset + layer * e.perLayer, count: e.perLayer),
+                    scales: file.floats(at: e.scaleOffset + layer * groups * 4, count: groups),
+                    groupSize: groupSize))
+            }
+        }
+    }
+}

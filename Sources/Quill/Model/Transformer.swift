@@ -1,0 +1,182 @@
+import QuillKernels
+
+/// The Llama forward pass over a checkpoint's weights. It processes a block of rows at once —
+/// each row a (token, position, KV cache) — so one code path serves token-by-token decoding,
+/// blocked prompt prefill (every projection one sgemm) and several sequences decoded together.
+/// All buffers are allocated at init; a forward pass allocates nothing.
+public final class Transformer {
+    public let checkpoint: Checkpoint
+    public var config: ModelConfig { checkpoint.config }
+    /// Most rows one forward pass processes (the prefill block size).
+    public let maxRows: Int
+    /// Threads used for attention (BLAS threads are set separately, see `ThreadPolicy`).
+    public let threads: Int
+    private let rope: RotaryTable
+    private let attentionShape: Kernels.AttentionShape
+
+    // Activations, each (maxRows, width).
+    private let x: FloatBuffer       // residual stream (rows, dim)
+    private let xb: FloatBuffer      // normed input / projection output (rows, dim)
+    private let attention: FloatBuffer  // attention output (rows, dim)
+    private let q: FloatBuffer       // (rows, dim)
+    private let k: FloatBuffer       // (rows, kvDim)
+    private let v: FloatBuffer       // (rows, kvDim)
+    private let hb: FloatBuffer      // gate (rows, hiddenDim)
+    private let hb2: FloatBuffer     // up (rows, hiddenDim)
+    private let scores: FloatBuffer  // attention scratch (threads, contextLength)
+    /// Logits of the rows that asked for them, (maxRows, vocab).
+    public let logits: FloatBuffer
+
+    // Per-row tables, reused between calls.
+    private var tokens: [Int]
+    private var positions: [Int]
+    private var cacheOf: [Int]
+    private var keyCaches: [FloatBuffer] = []
+    private var valueCaches: [FloatBuffer] = []
+
+    public init(checkpoint: Checkpoint, maxRows: Int = 64, threads: Int = 1) {
+        precondition(maxRows >= 1 && threads >= 1)
+        self.checkpoint = checkpoint
+        self.maxRows = maxRows
+        self.threads = threads
+        let c = checkpoint.config
+        rope = RotaryTable(contextLength: c.contextLength, headSize: c.headSize)
+        attentionShape = .init(heads: c.headCount, kvHeads: c.kvHeadCount, headSize: c.headSize)
+        x = FloatBuffer(count: maxRows * c.dim)
+        xb = FloatBuffer(count: maxRows * c.dim)
+        attention = FloatBuffer(count: maxRows * c.dim)
+        q = FloatBuffer(count: maxRows * c.dim)
+        k = FloatBuffer(count: maxRows * c.kvDim)
+        v = FloatBuffer(count: maxRows * c.kvDim)
+        hb = FloatBuffer(count: maxRows * c.hiddenDim)
+        hb2 = FloatBuffer(count: maxRows * c.hiddenDim)
+        scores = FloatBuffer(count: threads * c.contextLength)
+        logits = FloatBuffer(count: maxRows * c.vocabSize)
+        tokens = Array(repeating: 0, count: maxRows)
+        positions = Array(repeating: 0, count: maxRows)
+        cacheOf = Array(repeating: 0, count: maxRows)
+        keyCaches.reserveCapacity(maxRows)
+        valueCaches.reserveCapacity(maxRows)
+    }
+
+    /// A new, empty KV cache for one sequence.
+    public func makeCache() -> KVCache { KVCache(config: config) }
+
+    /// Feeds one token at `position` and returns the logits buffer; the next-token logits are
+    /// its first `vocabSize` elements.
+    @discardableResult
+    public func forward(token: Int, position: Int, cache: KVCache) -> FloatBuffer {
+        tokens[0] = token
+        positions[0] = position
+        cacheOf[0] = 0
+        setCaches(single: cache)
+        run(rows: 1, logitRows: 0..<1)
+        return logits
+    }
+
+    /// Feeds `tokens` at positions `startPosition...` in blocks of `maxRows` and returns the
+    /// logits after the last one (first `vocabSize` elements of the returned buffer).
+    /// `everyPosition`, when given, receives each position's logits: (index in `tokens`,
+    /// buffer, offset of that row's logits).
+    @discardableResult
+    public func prefill(
+        _ input: [Int], startPosition: Int, cache: KVCache,
+        everyPosition: ((Int, FloatBuffer, Int) -> Void)? = nil
+    ) -> FloatBuffer {
+        precondition(!input.isEmpty, "prefill needs at least one token")
+        setCaches(single: cache)
+        var start = 0
+        while start < input.count {
+            let n = min(maxRows, input.count - start)
+            for r in 0..<n {
+                tokens[r] = input[start + r]
+                positions[r] = startPosition + start + r
+                cacheOf[r] = 0
+            }
+            let isLast = start + n == input.count
+            let wanted = everyPosition != nil ? 0..<n : (isLast ? n - 1..<n : n..<n)
+            run(rows: n, logitRows: wanted)
+            if let everyPosition {
+                for r in 0..<n { everyPosition(start + r, logits, r * config.vocabSize) }
+            }
+            if isLast && everyPosition != nil && n > 1 {
+                logits.copy(offset: (n - 1) * config.vocabSize, length: config.vocabSize, to: logits, at: 0)
+            }
+            start += n
+        }
+        return logits
+    }
+
+    /// One step for several sequences at once: row r feeds `batchTokens[r]` at
+    /// `batchPositions[r]` into `caches[r]`. Logits of row r are at r · vocabSize.
+    @discardableResult
+    public func decode(batchTokens: [Int], batchPositions: [Int], caches: [KVCache]) -> FloatBuffer {
+        let n = batchTokens.count
+        precondition(n >= 1 && n <= maxRows && batchPositions.count == n && caches.count == n)
+        keyCaches.removeAll(keepingCapacity: true)
+        valueCaches.removeAll(keepingCapacity: true)
+        for r in 0..<n {
+            tokens[r] = batchTokens[r]
+            positions[r] = batchPositions[r]
+            cacheOf[r] = r
+            keyCaches.append(caches[r].keys)
+            valueCaches.append(caches[r].values)
+        }
+        run(rows: n, logitRows: 0..<n)
+        return logits
+    }
+
+    private func setCaches(single cache: KVCache) {
+        keyCaches.removeAll(keepingCapacity: true)
+        valueCaches.removeAll(keepingCapacity: true)
+        keyCaches.append(cache.keys)
+        valueCaches.append(cache.values)
+    }
+
+    /// The forward pass for rows 0..<n of the row tables; writes the logits of `logitRows`
+    /// to the start of `logits`, one row after another.
+    private func run(rows n: Int, logitRows: Range<Int>) {
+        let c = config
+        let dim = c.dim, kvDim = c.kvDim, hidden = c.hiddenDim
+        for r in 0..<n {
+            precondition(tokens[r] >= 0 && tokens[r] < c.vocabSize, "token \(tokens[r]) outside the vocabulary")
+            precondition(positions[r] >= 0 && positions[r] < c.contextLength, "position outside the context")
+            Kernels.copyRow(of: checkpoint.tokenEmbedding, row: tokens[r], into: x, at: r * dim)
+        }
+        for (l, layer) in checkpoint.layers.enumerated() {
+            // Attention block: xb = rmsnorm(x); q, k, v = W xb; rotate; cache; attend; x += wo · att.
+            Kernels.rmsnorm(input: x, weight: layer.attentionNorm, rows: n, dim: dim, output: xb)
+            Kernels.matmul(layer.wq, input: xb, rows: n, output: q)  // (n, dim) · (dim, dim)ᵀ → (n, dim)
+            Kernels.matmul(layer.wk, input: xb, rows: n, output: k)  // → (n, kvDim)
+            Kernels.matmul(layer.wv, input: xb, rows: n, output: v)  // → (n, kvDim)
+            Kernels.rope(q, rows: n, width: dim, positions: positions, table: rope)
+            Kernels.rope(k, rows: n, width: kvDim, positions: positions, table: rope)
+            let layerOffset = l * c.contextLength * kvDim
+            for r in 0..<n {
+                let slot = layerOffset + positions[r] * kvDim
+                k.copy(offset: r * kvDim, length: kvDim, to: keyCaches[cacheOf[r]], at: slot)
+                v.copy(offset: r * kvDim, length: kvDim, to: valueCaches[cacheOf[r]], at: slot)
+            }
+            Kernels.attention(
+                query: q, rows: n, shape: attentionShape, keys: keyCaches, values: valueCaches,
+                cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
+                contextLength: c.contextLength, scores: scores, output: attention, workers: threads)
+            Kernels.matmul(layer.wo, input: attention, rows: n, output: xb)  // (n, dim) → (n, dim)
+            Kernels.add(xb, into: x, count: n * dim)
+
+            // Feed-forward block: x += w2 · (silu(w1 · h) ⊙ (w3 · h)), h = rmsnorm(x).
+            Kernels.rmsnorm(input: x, weight: layer.ffnNorm, rows: n, dim: dim, output: xb)
+            Kernels.matmul(layer.w1, input: xb, rows: n, output: hb)   // → (n, hidden)
+            Kernels.matmul(layer.w3, input: xb, rows: n, output: hb2)  // → (n, hidden)
+            Kernels.swiglu(gate: hb, up: hb2, count: n * hidden)
+            Kernels.matmul(layer.w2, input: hb, rows: n, output: xb)   // (n, hidden) → (n, dim)
+            Kernels.add(xb, into: x, count: n * dim)
+        }
+        guard !logitRows.isEmpty else { return }
+        // Only the rows whose logits are wanted go through the final norm and the classifier.
+        let first = logitRows.lowerBound, count = logitRows.count
+        x.copy(offset: first * dim, length: count * dim, to: xb, at: 0)
+        Kernels.rmsnorm(input: xb, weight: checkpoint.finalNorm, rows: count, dim: dim, output: q)
+        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits)  // (count, dim) → (count, vocab)
+    }
+}

@@ -1,0 +1,129 @@
+import CSentencePiece
+import Foundation
+
+/// Why a tokenizer could not be loaded or used. Messages carry SentencePiece's own text.
+public struct TokenizerError: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public let problem: String
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// A SentencePiece model loaded through the C shim. The handle is owned here and freed in
+/// `deinit`; the byte form of every piece is precomputed for streaming decode.
+public final class Tokenizer: @unchecked Sendable {
+    public let path: String
+    public let vocabSize: Int
+    /// Beginning-of-sequence id (`<s>`), prepended to prompts.
+    public let bosID: Int
+    /// End-of-sequence id (`</s>`).
+    public let eosID: Int
+    /// The bytes each id prints as: byte pieces are their byte, `▁` a space, control pieces nothing.
+    let pieceBytes: [[UInt8]]
+    private let handle: OpaquePointer
+
+    public init(path: String) throws(TokenizerError) {
+        self.path = path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TokenizerError(path: path, problem: "no such file")
+        }
+        var processor: OpaquePointer?
+        guard spm_load(path, &processor) == Int32(SPM_OK), let processor else {
+            let message = String(cString: spm_last_error())
+            throw TokenizerError(path: path, problem: "not a SentencePiece model (\(message))")
+        }
+        handle = processor
+        vocabSize = Int(spm_vocab_size(processor))
+        bosID = Int(spm_bos_id(processor))
+        eosID = Int(spm_eos_id(processor))
+        var table: [[UInt8]] = []
+        table.reserveCapacity(vocabSize)
+        for id in 0..<Int32(vocabSize) {
+            table.append(Tokenizer.bytes(ofPiece: id, processor: processor))
+        }
+        pieceBytes = table
+    }
+
+    deinit { spm_free(handle) }
+
+    private static func bytes(ofPiece id: Int32, processor: OpaquePointer) -> [UInt8] {
+        var piece: UnsafePointer<CChar>?
+        var length = 0
+        guard spm_id_to_piece(processor, id, &piece, &length) == Int32(SPM_OK), let piece else { return [] }
+        let raw = Array(UnsafeRawBufferPointer(start: piece, count: length))
+        if spm_is_control(processor, id) != 0 { return [] }
+        if spm_is_unknown(processor, id) != 0 { return Array(" \u{2047} ".utf8) }
+        if spm_is_byte(processor, id) != 0 {
+            // "<0xAB>" stands for the single byte 0xAB.
+            let text = String(decoding: raw, as: UTF8.self)
+            if text.count == 6, let value = UInt8(text.dropFirst(3).prefix(2), radix: 16) { return [value] }
+            return raw
+        }
+        // "▁" (U+2581, bytes E2 96 81) stands for a space.
+        var result: [UInt8] = []
+        result.reserveCapacity(raw.count)
+        var i = 0
+        while i < raw.count {
+            if i + 2 < raw.count && raw[i] == 0xE2 && raw[i + 1] == 0x96 && raw[i + 2] == 0x81 {
+                result.append(0x20)
+                i += 3
+            } else {
+                result.append(raw[i])
+                i += 1
+            }
+        }
+        return result
+    }
+
+    /// The ids of `text`, with BOS first when `addBOS`.
+    public func encode(_ text: String, addBOS: Bool = true) throws(TokenizerError) -> [Int] {
+        var utf8 = Array(text.utf8)
+        var ids: UnsafeMutablePointer<Int32>?
+        var count = 0
+        let status = utf8.withUnsafeMutableBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { chars in
+                spm_encode(handle, chars.baseAddress, chars.count, &ids, &count)
+            }
+        }
+        defer { spm_free_ids(ids) }
+        guard status == Int32(SPM_OK) else {
+            throw TokenizerError(path: path, problem: "cannot encode text: " + String(cString: spm_last_error()))
+        }
+        var result: [Int] = addBOS ? [bosID] : []
+        result.reserveCapacity(count + 1)
+        for i in 0..<count { result.append(Int(ids![i])) }
+        return result
+    }
+
+    /// The piece text of an id as stored in the model (with `▁`, `<0x0A>` etc.), for inspection.
+    public func piece(_ id: Int) -> String? {
+        var piece: UnsafePointer<CChar>?
+        var length = 0
+        guard spm_id_to_piece(handle, Int32(id), &piece, &length) == Int32(SPM_OK), let piece else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(start: piece, count: length), as: UTF8.self)
+    }
+
+    /// The text of a whole id sequence (BOS dropped, first leading space after BOS dropped).
+    public func decode(_ ids: [Int]) -> [UInt8] {
+        var detokenizer = StreamingDetokenizer(tokenizer: self)
+        var bytes: [UInt8] = []
+        for id in ids { bytes += detokenizer.append(id) }
+        return bytes + detokenizer.finish()
+    }
+
+    /// Finds the tokenizer for a checkpoint: `NAME.model` beside `NAME.bin`, else
+    /// `tokenizer.model` in the same folder. Returns nil when neither exists.
+    public static func defaultPath(forCheckpoint checkpointPath: String) -> String? {
+        let url = URL(fileURLWithPath: checkpointPath)
+        let folder = url.deletingLastPathComponent()
+        let candidates = [
+            url.deletingPathExtension().appendingPathExtension("model"),
+            folder.appendingPathComponent("tokenizer.model"),
+        ]
+        let prefixLength = url.path.count - checkpointPath.count  // keep relative paths relative
+        for candidate in candidates where FileManager.default.fileExists(atPath: candidate.path) {
+            let path = candidate.path
+            return prefixLength > 0 && path.count > prefixLength ? String(path.dropFirst(prefixLength)) : path
+        }
+        return nil
+    }
+}

@@ -1,0 +1,122 @@
+import Dispatch
+import Foundation
+
+/// Rotary position embedding angles for every (position, pair) of a head, computed once in
+/// double precision: angle = position · theta^(-2i / headSize).
+public final class RotaryTable: @unchecked Sendable {
+    public let contextLength: Int
+    public let headSize: Int
+    let cosines: FloatBuffer  // (contextLength, headSize / 2)
+    let sines: FloatBuffer    // (contextLength, headSize / 2)
+
+    public init(contextLength: Int, headSize: Int, theta: Double = 10000) {
+        precondition(headSize % 2 == 0, "RoPE needs an even head size")
+        self.contextLength = contextLength
+        self.headSize = headSize
+        let half = headSize / 2
+        cosines = FloatBuffer(count: contextLength * half)
+        sines = FloatBuffer(count: contextLength * half)
+        for position in 0..<contextLength {
+            for i in 0..<half {
+                let frequency = 1 / pow(theta, Double(2 * i) / Double(headSize))
+                let angle = Double(position) * frequency
+                cosines.pointer[position * half + i] = Float(cos(angle))
+                sines.pointer[position * half + i] = Float(sin(angle))
+            }
+        }
+    }
+}
+
+extension Kernels {
+    /// Rotates adjacent pairs (x[2i], x[2i+1]) of every head in each of `n` rows of `width`
+    /// values; row r is at position `positions[r]`.
+    public static func rope(
+        _ buffer: FloatBuffer, rows n: Int, width: Int, positions: [Int], table: RotaryTable
+    ) {
+        let headSize = table.headSize, half = headSize / 2
+        precondition(width % headSize == 0 && n * width <= buffer.count && positions.count >= n, "rope sizes")
+        for r in 0..<n {
+            let position = positions[r]
+            precondition(position >= 0 && position < table.contextLength, "rope position out of range")
+            let c = table.cosines.pointer + position * half, s = table.sines.pointer + position * half
+            let row = buffer.pointer + r * width
+            for head in stride(from: 0, to: width, by: headSize) {
+                let v = row + head
+                for i in 0..<half {
+                    let x0 = v[2 * i], x1 = v[2 * i + 1]
+                    v[2 * i] = x0 * c[i] - x1 * s[i]
+                    v[2 * i + 1] = x0 * s[i] + x1 * c[i]
+                }
+            }
+        }
+    }
+
+    /// The shape of multi-head attention with grouped-query heads.
+    public struct AttentionShape: Sendable {
+        public let heads: Int
+        public let kvHeads: Int
+        public let headSize: Int
+        public var dim: Int { heads * headSize }
+        public var kvDim: Int { kvHeads * headSize }
+        public init(heads: Int, kvHeads: Int, headSize: Int) {
+            self.heads = heads
+            self.kvHeads = kvHeads
+            self.headSize = headSize
+        }
+    }
+
+    /// Causal attention for `n` query rows. Row r reads the cache `keys[cacheOf[r]]` /
+    /// `values[cacheOf[r]]` (each laid out (layer, contextLength, kvDim), this layer starting at
+    /// `layerOffset`) over positions 0...positions[r]. Query head h reads KV head
+    /// h / (heads / kvHeads). Output row r, head h goes to output[r·dim + h·headSize ...].
+    /// `scores` is scratch of at least `workers × contextLength` floats.
+    public static func attention(
+        query: FloatBuffer, rows n: Int, shape: AttentionShape,
+        keys: [FloatBuffer], values: [FloatBuffer], cacheOf: [Int], positions: [Int],
+        layerOffset: Int, contextLength: Int, scores: FloatBuffer, output: FloatBuffer, workers: Int
+    ) {
+        let dim = shape.dim, kvDim = shape.kvDim, headSize = shape.headSize
+        precondition(n * dim <= query.count && n * dim <= output.count, "attention buffer sizes")
+        precondition(cacheOf.count >= n && positions.count >= n, "attention row tables")
+        var work = 0
+        for r in 0..<n {
+            precondition(positions[r] >= 0 && positions[r] < contextLength, "attention position out of range")
+            let cache = cacheOf[r]
+            precondition(layerOffset + contextLength * kvDim <= keys[cache].count
+                         && layerOffset + contextLength * kvDim <= values[cache].count, "attention cache size")
+            work += (positions[r] + 1) * dim
+        }
+        let workerCount = work >= 1 << 15 ? max(1, min(workers, n * shape.heads)) : 1
+        precondition(scores.count >= workerCount * contextLength, "attention scratch size")
+        let groupSize = shape.heads / shape.kvHeads
+        let scale = 1 / Float(headSize).squareRoot()
+
+        // One (row, head) pair: scores against every cached key, softmax, weighted sum of values.
+        @Sendable func attend(item: Int, scratch: UnsafeMutablePointer<Float>) {
+            let r = item / shape.heads, h = item % shape.heads
+            let length = positions[r] + 1
+            let q = UnsafePointer(query.pointer + r * dim + h * headSize)
+            let kvOffset = layerOffset + (h / groupSize) * headSize
+            let k = UnsafePointer(keys[cacheOf[r]].pointer + kvOffset)
+            let v = UnsafePointer(values[cacheOf[r]].pointer + kvOffset)
+            for t in 0..<length { scratch[t] = dot(q, k + t * kvDim, headSize) * scale }
+            softmax(scratch, length)
+            let out = output.pointer + r * dim + h * headSize
+            out.update(repeating: 0, count: headSize)
+            for t in 0..<length {
+                let a = scratch[t], vt = v + t * kvDim
+                for i in 0..<headSize { out[i] += a * vt[i] }
+            }
+        }
+
+        let items = n * shape.heads
+        if workerCount == 1 {
+            for item in 0..<items { attend(item: item, scratch: scores.pointer) }
+        } else {
+            DispatchQueue.concurrentPerform(iterations: workerCount) { worker in
+                let scratch = scores.pointer + worker * contextLength
+                for item in stride(from: worker, to: items, by: workerCount) { attend(item: item, scratch: scratch) }
+            }
+        }
+    }
+}

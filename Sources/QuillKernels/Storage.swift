@@ -1,0 +1,130 @@
+import Foundation
+
+/// A float32 array owned by Quill: activations, KV cache, scratch. Allocated once, zeroed,
+/// 64-byte aligned, freed in `deinit`. Kernels read and write it through its pointer; callers
+/// outside this module only see element access and bulk copies.
+public final class FloatBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    /// Number of float32 elements.
+    public let count: Int
+
+    public init(count: Int) {
+        precondition(count >= 0, "FloatBuffer count must be non-negative")
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+        raw.initializeMemory(as: Float.self, repeating: 0, count: max(count, 1))
+        pointer = raw.assumingMemoryBound(to: Float.self)
+    }
+
+    public convenience init(_ values: [Float]) {
+        self.init(count: values.count)
+        values.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { pointer.update(from: base, count: values.count) }
+        }
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+
+    public subscript(index: Int) -> Float {
+        get { precondition(index >= 0 && index < count, "index out of range"); return pointer[index] }
+        set { precondition(index >= 0 && index < count, "index out of range"); pointer[index] = newValue }
+    }
+
+    /// Elements `offset ..< offset + length` as an array (allocates; not for the hot path).
+    public func array(offset: Int = 0, length: Int? = nil) -> [Float] {
+        let n = length ?? (count - offset)
+        precondition(offset >= 0 && n >= 0 && offset + n <= count, "range out of bounds")
+        return Array(UnsafeBufferPointer(start: pointer + offset, count: n))
+    }
+
+    /// Copies `length` elements starting at `offset` into `destination` (reusing its storage).
+    public func copy(offset: Int, length: Int, into destination: inout [Float]) {
+        precondition(offset >= 0 && length >= 0 && offset + length <= count, "range out of bounds")
+        if destination.count != length { destination = [Float](repeating: 0, count: length) }
+        destination.withUnsafeMutableBufferPointer { target in
+            target.baseAddress!.update(from: pointer + offset, count: length)
+        }
+    }
+
+    /// Sets every element to zero.
+    public func zero() { pointer.update(repeating: 0, count: count) }
+
+    /// Copies elements `offset ..< offset + length` into `destination` at `destinationOffset`.
+    public func copy(offset: Int, length: Int, to destination: FloatBuffer, at destinationOffset: Int) {
+        precondition(offset >= 0 && length >= 0 && offset + length <= count, "source range out of bounds")
+        precondition(destinationOffset >= 0 && destinationOffset + length <= destination.count,
+                     "destination range out of bounds")
+        (destination.pointer + destinationOffset).update(from: pointer + offset, count: length)
+    }
+}
+
+/// A read-only float32 array that lives in memory owned by someone else (a mapped checkpoint
+/// or a FloatBuffer). It keeps its owner alive, so a view never dangles.
+public struct FloatView: @unchecked Sendable {
+    let pointer: UnsafePointer<Float>
+    /// Number of float32 elements.
+    public let count: Int
+    let owner: AnyObject
+
+    init(pointer: UnsafePointer<Float>, count: Int, owner: AnyObject) {
+        self.pointer = pointer
+        self.count = count
+        self.owner = owner
+    }
+
+    /// A view of the whole buffer.
+    public init(_ buffer: FloatBuffer) {
+        self.init(pointer: UnsafePointer(buffer.pointer), count: buffer.count, owner: buffer)
+    }
+
+    /// Elements `offset ..< offset + length`.
+    public func slice(offset: Int, count length: Int) -> FloatView {
+        precondition(offset >= 0 && length >= 0 && offset + length <= count, "slice out of bounds")
+        return FloatView(pointer: pointer + offset, count: length, owner: owner)
+    }
+
+    public subscript(index: Int) -> Float {
+        precondition(index >= 0 && index < count, "index out of range")
+        return pointer[index]
+    }
+
+    /// All elements as an array (allocates; not for the hot path).
+    public var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+}
+
+/// A read-only int8 array in memory owned by someone else (quantized weights in a mapping).
+public struct Int8View: @unchecked Sendable {
+    let pointer: UnsafePointer<Int8>
+    /// Number of int8 elements.
+    public let count: Int
+    let owner: AnyObject
+
+    public func slice(offset: Int, count length: Int) -> Int8View {
+        precondition(offset >= 0 && length >= 0 && offset + length <= count, "slice out of bounds")
+        return Int8View(pointer: pointer + offset, count: length, owner: owner)
+    }
+
+    public subscript(index: Int) -> Int8 {
+        precondition(index >= 0 && index < count, "index out of range")
+        return pointer[index]
+    }
+}
+
+/// Owned int8 storage (for quantized weights built in memory, e.g. by tests or `quantize`).
+public final class Int8Buffer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Int8>
+    public let count: Int
+
+    public init(_ values: [Int8]) {
+        count = values.count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+        pointer = raw.bindMemory(to: Int8.self, capacity: max(count, 1))
+        values.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { pointer.update(from: base, count: count) }
+        }
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+
+    public var view: Int8View { Int8View(pointer: UnsafePointer(pointer), count: count, owner: self) }
+}
