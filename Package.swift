@@ -27,11 +27,9 @@ let package = Package(
         .target(name: "Quill", dependencies: ["QuillKernels", "CSentencePiece"]),
         .executableTarget(name: "quill", dependencies: ["Quill"]),
         .testTarget(name: "QuillKernelsTests", dependencies: ["QuillKernels"]),
-        .testTarget(
-            name: "QuillTests", dependencies: ["Quill", "QuillKernels"],
-            resources: [.copy("Fixtures")]
-        ),
-        .testTarget(name: "QuillCLITests", dependencies: ["Quill"]),
+        .testTarget(name: "QuillTests", dependencies: ["Quill", "QuillKernels"], exclude: ["Fixtures"]),
+        // Runs the built executable end to end; depending on it makes `swift test` build it.
+        .testTarget(name: "QuillCLITests", dependencies: ["quill"]),
     ],
     cxxLanguageStandard: .cxx17
 )

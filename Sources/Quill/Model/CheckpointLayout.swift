@@ -1,7 +1,7 @@
 import QuillKernels
 
-/// The tensors of a checkpoint and where each one starts in the file.
-enum TensorName: CaseIterable {
+/// The tensors of a llama2.c checkpoint.
+public enum TensorName: CaseIterable, Sendable {
     case tokenEmbedding, attentionNorm, wq, wk, wv, wo, ffnNorm, w1, w2, w3, finalNorm,
          ropeTables, classifier
 }

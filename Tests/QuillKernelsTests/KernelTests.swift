@@ -1,0 +1,178 @@
+import Foundation
+import QuillKernels
+import XCTest
+
+/// Deterministic pseudo-random floats in [-1, 1) for test inputs.
+struct TestValues {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
+    mutating func next() -> Float {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return Float(state >> 40) / Float(1 << 23) - 1
+    }
+    mutating func array(_ count: Int) -> [Float] { (0..<count).map { _ in next() } }
+}
+
+func matrix(_ values: [Float], rows: Int, cols: Int) -> WeightMatrix {
+    WeightMatrix(rows: rows, cols: cols, storage: .float32(FloatView(FloatBuffer(values))))
+}
+
+/// Plain-loop reference: Y (n, rows) = X (n, cols) · Wᵀ.
+func naiveMatmul(_ w: [Float], rows: Int, cols: Int, _ x: [Float], n: Int) -> [Float] {
+    var y = [Float](repeating: 0, count: n * rows)
+    for b in 0..<n {
+        for r in 0..<rows {
+            var sum = 0.0
+            for c in 0..<cols { sum += Double(w[r * cols + c]) * Double(x[b * cols + c]) }
+            y[b * rows + r] = Float(sum)
+        }
+    }
+    return y
+}
+
+func assertClose(_ a: [Float], _ b: [Float], tolerance: Float, _ message: String = "",
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, "sizes differ \(message)", file: file, line: line)
+    var worst: Float = 0
+    for (x, y) in zip(a, b) { worst = max(worst, abs(x - y)) }
+    XCTAssertLessThanOrEqual(worst, tolerance, "max difference \(worst) \(message)", file: file, line: line)
+}
+
+final class KernelTests: XCTestCase {
+    func testMatmulMatchesPlainLoopsForOddSizes() {
+        var random = TestValues(seed: 1)
+        for (rows, cols, n) in [(1, 1, 1), (7, 13, 1), (13, 7, 3), (33, 65, 5), (5, 129, 17)] {
+            let w = random.array(rows * cols), x = random.array(n * cols)
+            let out = FloatBuffer(count: n * rows + 3)
+            Kernels.matmul(matrix(w, rows: rows, cols: cols), input: FloatBuffer(x), rows: n, output: out)
+            assertClose(out.array(length: n * rows), naiveMatmul(w, rows: rows, cols: cols, x, n: n),
+                        tolerance: 1e-5, "\(rows)x\(cols) n=\(n)")
+            XCTAssertEqual(out.array(offset: n * rows), [0, 0, 0], "wrote past the output")
+        }
+    }
+
+    func testMatmulWithOffsets() {
+        var random = TestValues(seed: 2)
+        let w = random.array(6 * 5), x = random.array(2 * 5)
+        let input = FloatBuffer([9, 9] + x), out = FloatBuffer(count: 4 + 12)
+        Kernels.matmul(matrix(w, rows: 6, cols: 5), input: input, inputOffset: 2, rows: 2, output: out, outputOffset: 4)
+        XCTAssertEqual(out.array(length: 4), [0, 0, 0, 0])
+        assertClose(out.array(offset: 4), naiveMatmul(w, rows: 6, cols: 5, x, n: 2), tolerance: 1e-5)
+    }
+
+    func testQ8MatmulMatchesDequantizedPlainLoops() {
+        var random = TestValues(seed: 3)
+        let rows = 9, cols = 96, groupSize = 32, n = 3
+        let q = (0..<rows * cols).map { _ in Int8(truncatingIfNeeded: Int(random.next() * 127)) }
+        let scales = (0..<rows * cols / groupSize).map { _ in abs(random.next()) / 50 + 0.001 }
+        let x = random.array(n * cols)
+        let w = WeightMatrix(rows: rows, cols: cols, storage: .q8(
+            values: Int8Buffer(q).view, scales: FloatView(FloatBuffer(scales)), groupSize: groupSize))
+        let dequantized = (0..<rows * cols).map { Float(q[$0]) * scales[$0 / groupSize] }
+        for batch in [1, n] {
+            let out = FloatBuffer(count: batch * rows)
+            Kernels.matmul(w, input: FloatBuffer(x), rows: batch, output: out)
+            let expected = naiveMatmul(dequantized, rows: rows, cols: cols, Array(x[..<(batch * cols)]), n: batch)
+            // Activations may be quantized to int8 per group (as llama.cpp does): allow that error.
+            assertClose(out.array(), expected, tolerance: 2e-2, "batch \(batch)")
+        }
+        XCTAssertEqual(w.rowValues(4), Array(dequantized[4 * cols..<5 * cols]))
+    }
+
+    func testRMSNormMatchesFormula() {
+        var random = TestValues(seed: 4)
+        let dim = 19, n = 3
+        let x = random.array(n * dim), weight = random.array(dim)
+        let out = FloatBuffer(count: n * dim)
+        Kernels.rmsnorm(input: FloatBuffer(x), weight: FloatView(FloatBuffer(weight)), rows: n, dim: dim, output: out)
+        var expected: [Float] = []
+        for r in 0..<n {
+            let row = x[r * dim..<(r + 1) * dim]
+            let meanSquare = row.map { Double($0 * $0) }.reduce(0, +) / Double(dim)
+            let scale = 1 / (meanSquare + 1e-5).squareRoot()
+            expected += zip(row, weight).map { Float(Double($0) * scale * Double($1)) }
+        }
+        assertClose(out.array(), expected, tolerance: 1e-5)
+    }
+
+    func testSoftmaxSumsToOneAndKeepsOrder() {
+        let buffer = FloatBuffer([0, 1, 2, 3, 1000, -5])
+        Kernels.softmax(buffer, offset: 0, count: 4)
+        let p = buffer.array(length: 4)
+        XCTAssertEqual(p.reduce(0, +), 1, accuracy: 1e-6)
+        let e = [0.0, 1, 2, 3].map { exp($0) }, total = e.reduce(0, +)
+        assertClose(p, e.map { Float($0 / total) }, tolerance: 1e-6)
+        XCTAssertEqual(buffer.array(offset: 4), [1000, -5], "softmax touched elements outside its range")
+        XCTAssertEqual(Kernels.argmax(FloatBuffer([1, 5, 5, 2]), count: 4), 1, "ties go to the first index")
+    }
+
+    func testSwiGLU() {
+        let gate = FloatBuffer([-2, 0, 1.5]), up = FloatBuffer([3, 4, -1])
+        Kernels.swiglu(gate: gate, up: up, count: 3)
+        let expected = zip([-2.0, 0, 1.5], [3.0, 4, -1]).map { g, u in Float(g / (1 + exp(-g)) * u) }
+        assertClose(gate.array(), expected, tolerance: 1e-6)
+    }
+
+    func testRoPERotatesAdjacentPairsPerHead() {
+        var random = TestValues(seed: 5)
+        let headSize = 6, width = 12, positions = [0, 3, 17]
+        let table = RotaryTable(contextLength: 20, headSize: headSize)
+        let x = random.array(positions.count * width)
+        let buffer = FloatBuffer(x)
+        Kernels.rope(buffer, rows: positions.count, width: width, positions: positions, table: table)
+        var expected = x
+        for (r, position) in positions.enumerated() {
+            for head in stride(from: 0, to: width, by: headSize) {
+                for i in 0..<headSize / 2 {
+                    let angle = Double(position) * pow(10000, -Double(2 * i) / Double(headSize))
+                    let a = Double(x[r * width + head + 2 * i]), b = Double(x[r * width + head + 2 * i + 1])
+                    expected[r * width + head + 2 * i] = Float(a * cos(angle) - b * sin(angle))
+                    expected[r * width + head + 2 * i + 1] = Float(a * sin(angle) + b * cos(angle))
+                }
+            }
+        }
+        assertClose(buffer.array(), expected, tolerance: 1e-5)
+    }
+
+    func testAttentionMatchesPlainLoopsWithGroupedHeads() {
+        var random = TestValues(seed: 6)
+        let shape = Kernels.AttentionShape(heads: 6, kvHeads: 2, headSize: 10)
+        let context = 40, layers = 2, layer = 1
+        let keys = FloatBuffer(random.array(layers * context * shape.kvDim))
+        let values = FloatBuffer(random.array(layers * context * shape.kvDim))
+        let positions = [0, 5, 39]
+        let q = random.array(positions.count * shape.dim)
+        for workers in [1, 3] {
+            let out = FloatBuffer(count: positions.count * shape.dim)
+            Kernels.attention(
+                query: FloatBuffer(q), rows: positions.count, shape: shape, keys: [keys], values: [values],
+                cacheOf: [0, 0, 0], positions: positions, layerOffset: layer * context * shape.kvDim,
+                contextLength: context, scores: FloatBuffer(count: workers * context), output: out, workers: workers)
+            var expected: [Float] = []
+            for (r, position) in positions.enumerated() {
+                for h in 0..<shape.heads {
+                    let g = h / (shape.heads / shape.kvHeads)
+                    let base = layer * context * shape.kvDim + g * shape.headSize
+                    var scores = (0...position).map { t -> Double in
+                        var s = 0.0
+                        for i in 0..<shape.headSize {
+                            s += Double(q[r * shape.dim + h * shape.headSize + i]) * Double(keys[base + t * shape.kvDim + i])
+                        }
+                        return s / Double(shape.headSize).squareRoot()
+                    }
+                    let top = scores.max()!
+                    scores = scores.map { exp($0 - top) }
+                    let total = scores.reduce(0, +)
+                    for i in 0..<shape.headSize {
+                        var sum = 0.0
+                        for t in 0...position { sum += scores[t] / total * Double(values[base + t * shape.kvDim + i]) }
+                        expected.append(Float(sum))
+                    }
+                }
+            }
+            assertClose(out.array(), expected, tolerance: 1e-5, "workers \(workers)")
+        }
+    }
+}
