@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Quill: Llama-architecture text generation on the CPU.
-// Imports flow one way: quill (executable) → Quill (library) → QuillKernels → CBLAS.
+// Imports flow one way: quill (executable) → Quill (library) → QuillKernels → CBLAS / CQuillKernels.
 let package = Package(
     name: "Quill",
     products: [
@@ -18,9 +18,11 @@ let package = Package(
             path: "Sources/CSentencePiece",
             linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]
         ),
+        // Int8 dot products with run-time-selected AVX-512 VNNI / AVX2 paths (part of the kernels).
+        .target(name: "CQuillKernels", path: "Sources/CQuillKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(
             name: "QuillKernels",
-            dependencies: ["CBLAS"],
+            dependencies: ["CBLAS", "CQuillKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])],
             linkerSettings: [.linkedLibrary("dl")]
         ),

@@ -1,3 +1,4 @@
+import CBLAS
 import Dispatch
 import Foundation
 
@@ -117,6 +118,47 @@ extension Kernels {
                 let scratch = scores.pointer + worker * contextLength
                 for item in stride(from: worker, to: items, by: workerCount) { attend(item: item, scratch: scratch) }
             }
+        }
+    }
+}
+
+extension Kernels {
+    /// Causal attention for a block of `n` consecutive positions `start ..< start + n` of one
+    /// sequence, as two sgemm per head: scores S (n, L) = Q_h (n, hs) · K_hᵀ (hs, L) over all
+    /// L = start + n cached positions, a causal mask with softmax per row, then
+    /// O_h (n, hs) = P (n, L) · V_h (L, hs). Used for prompt prefill, where it replaces
+    /// n × heads small dot-product loops with a few large matrix products.
+    /// `scores` is scratch of at least n × (start + n) floats.
+    public static func blockAttention(
+        query: FloatBuffer, rows n: Int, start: Int, shape: AttentionShape,
+        keys: FloatBuffer, values: FloatBuffer, layerOffset: Int, contextLength: Int,
+        scores: FloatBuffer, output: FloatBuffer
+    ) {
+        let dim = shape.dim, kvDim = shape.kvDim, headSize = shape.headSize
+        let length = start + n
+        precondition(n >= 1 && start >= 0 && length <= contextLength, "block attention positions")
+        precondition(n * dim <= query.count && n * dim <= output.count && n * length <= scores.count, "block attention buffers")
+        precondition(layerOffset + contextLength * kvDim <= keys.count && layerOffset + contextLength * kvDim <= values.count,
+                     "block attention cache size")
+        let groupSize = shape.heads / shape.kvHeads
+        let scale = 1 / Float(headSize).squareRoot()
+        let s = scores.pointer
+        for h in 0..<shape.heads {
+            let kvOffset = layerOffset + (h / groupSize) * headSize
+            // S (n, L) = scale · Q_h (n, hs) · K_hᵀ ; Q rows stride dim, K rows stride kvDim.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(length), Int32(headSize), scale,
+                        query.pointer + h * headSize, Int32(dim), keys.pointer + kvOffset, Int32(kvDim),
+                        0, s, Int32(length))
+            for r in 0..<n {
+                let row = s + r * length
+                let visible = start + r + 1  // causal: row r sees positions 0 ... start + r
+                softmax(row, visible)
+                if visible < length { (row + visible).update(repeating: 0, count: length - visible) }
+            }
+            // O_h (n, hs) = P (n, L) · V_h (L, hs); output rows stride dim.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(headSize), Int32(length), 1,
+                        s, Int32(length), values.pointer + kvOffset, Int32(kvDim),
+                        0, output.pointer + h * headSize, Int32(dim))
         }
     }
 }

@@ -8,10 +8,10 @@ public enum Kernels {
 
     /// Y (n, W.rows) = X (n, W.cols) · Wᵀ, with X starting at `inputOffset` and Y at
     /// `outputOffset`. One row uses sgemv (memory-bound); several use sgemm, which reads each
-    /// weight once for the whole block.
+    /// weight once for the whole block. Int8 weights need `scratch` for their quantized input.
     public static func matmul(
         _ w: WeightMatrix, input x: FloatBuffer, inputOffset: Int = 0, rows n: Int,
-        output y: FloatBuffer, outputOffset: Int = 0
+        output y: FloatBuffer, outputOffset: Int = 0, scratch: QuantizedScratch? = nil
     ) {
         precondition(n >= 1, "matmul needs at least one row")
         precondition(inputOffset >= 0 && inputOffset + n * w.cols <= x.count, "matmul input out of bounds")
@@ -30,9 +30,10 @@ public enum Kernels {
                             xp, k, weights.pointer, k, 0, yp, m)
             }
         case .q8(let values, let scales, let groupSize):
+            guard let scratch else { preconditionFailure("int8 weights need a QuantizedScratch") }
             QuantizedKernels.matmul(
                 values: values.pointer, scales: scales.pointer, groupSize: groupSize,
-                rows: w.rows, cols: w.cols, input: xp, batch: n, output: yp)
+                rows: w.rows, cols: w.cols, input: xp, batch: n, output: yp, scratch: scratch)
         }
     }
 

@@ -13,6 +13,64 @@ enum Invocation {
     case version
     case generate(GenerateOptions)
     case logits(LogitsOptions)
+    case perplexity(PerplexityOptions)
+    case tokenize(TokenizeOptions)
+    case detokenize(TokenizeOptions)
+    case info(InfoOptions)
+    case quantize(QuantizeOptions)
+    case bench(BenchOptions)
+}
+
+/// `quill perplexity`: how well a model predicts a text (or an exact id sequence).
+struct PerplexityOptions {
+    var modelPath: String?
+    var tokenizerPath: String?
+    var file: String?
+    var ids: [Int]?
+    var idsFile: String?
+    var stride: Int?
+    var json = false
+    var perToken = false
+    var threads: Int?
+    var batchSize = 64
+}
+
+/// `quill tokenize` / `quill detokenize`.
+struct TokenizeOptions {
+    enum Format { case ids, pieces, json }
+    var tokenizerPath: String?
+    var modelPath: String?
+    var input: PromptSource?
+    var format = Format.ids
+    var addBOS = true
+}
+
+/// `quill info -m MODEL`.
+struct InfoOptions {
+    var modelPath: String?
+    var tokenizerPath: String?
+    var json = false
+}
+
+/// `quill quantize IN OUT`: float32 checkpoint → int8 Q8_0 (version 2).
+struct QuantizeOptions {
+    var input = ""
+    var output = ""
+    var groupSize = 64
+}
+
+/// `quill bench`: prompt and generation speed in a llama-bench style table.
+struct BenchOptions {
+    var shape: String?
+    var modelPath: String?
+    var quantize = false
+    var promptTokens = 512
+    var generateTokens = 128
+    var repetitions = 5
+    var threads: Int?
+    var batchSize = 512
+    var parallel = 8
+    var json = false
 }
 
 /// `quill logits -m MODEL --ids 1,2,3`: every position's logits as JSON, for checking a model
@@ -35,6 +93,20 @@ struct GenerateOptions {
     var batchSize = 64
     var verbose = false
     var sampling = SamplingOptions()
+    /// Strings that end generation (-r/--reverse-prompt/--stop, repeatable).
+    var stopStrings: [String] = []
+    var ignoreEOS = false
+    /// Process \n, \t, \\ in -p (never in files or stdin).
+    var escape = false
+    /// Print the prompt before the generated text.
+    var echo = false
+    /// One JSON object instead of streamed text.
+    var json = false
+    /// --batch FILE: one request per line ("-" is stdin).
+    var batchFile: String?
+    var parallel: Int?
+    var noProgress = false
+    var shard: (index: Int, count: Int)?
 }
 
 /// Sampling flags as typed (validated by the library's SamplingParameters).
@@ -44,6 +116,8 @@ struct SamplingOptions {
     var topP: Float?
     var minP: Float?
     var seed: UInt64?
+    var repeatPenalty: Float?
+    var repeatLastN: Int?
 }
 
 enum PromptSource: Equatable {
@@ -113,6 +187,12 @@ func parseFloat(_ text: String, flag: String) throws(UsageError) -> Float {
 func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocation {
     switch arguments.first {
     case "logits": return try parseLogits(Array(arguments.dropFirst()))
+    case "perplexity": return try parsePerplexity(Array(arguments.dropFirst()))
+    case "tokenize": return try parseTokenize(Array(arguments.dropFirst()), decode: false)
+    case "detokenize": return try parseTokenize(Array(arguments.dropFirst()), decode: true)
+    case "info": return try parseInfo(Array(arguments.dropFirst()))
+    case "quantize": return try parseQuantize(Array(arguments.dropFirst()))
+    case "bench": return try parseBench(Array(arguments.dropFirst()))
     default: break
     }
     var scanner = ArgumentScanner(arguments)
@@ -166,6 +246,21 @@ func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocation {
                     }
                     options.sampling.seed = seed
                 }
+            case "--repeat-penalty": options.sampling.repeatPenalty = try parseFloat(value(), flag: flag)
+            case "--repeat-last-n": options.sampling.repeatLastN = try parseInt(value(), flag: flag)
+            case "-r", "--reverse-prompt", "--stop":
+                options.stopStrings.append(try nonEmpty(value(), flag: flag))
+            case "--ignore-eos": try noValue(); options.ignoreEOS = true
+            case "-e", "--escape": try noValue(); options.escape = true
+            case "--echo": try noValue(); options.echo = true
+            case "--json": try noValue(); options.json = true
+            case "--batch": options.batchFile = try nonEmpty(value(), flag: flag)
+            case "--parallel":
+                let n = try parseInt(value(), flag: flag)
+                guard n >= 1 && n <= 256 else { throw UsageError("\(flag) must be between 1 and 256, got \(n)") }
+                options.parallel = n
+            case "--no-progress": try noValue(); options.noProgress = true
+            case "--shard": options.shard = try parseShard(value(), flag: flag)
             case "--verbose": try noValue(); options.verbose = true
             default:
                 throw UsageError("unknown option '\(flag)'")
@@ -176,6 +271,14 @@ func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocation {
         throw UsageError("expected at most one prompt argument, got \(positional.count) (quote the prompt)")
     }
     if let text = positional.first { try setPrompt(text == "-" ? .standardInput : .text(text)) }
+    if options.batchFile != nil {
+        if options.prompt != nil { throw UsageError("--batch reads its prompts from the batch file; drop the prompt") }
+        if options.echo { throw UsageError("--echo cannot be used with --batch") }
+    } else {
+        if options.parallel != nil { throw UsageError("--parallel needs --batch") }
+        if options.shard != nil { throw UsageError("--shard needs --batch") }
+    }
+    if options.json && options.echo { throw UsageError("--echo cannot be used with --json") }
     return .generate(options)
 }
 
@@ -228,4 +331,168 @@ private func parseLogits(_ arguments: [String]) throws(UsageError) -> Invocation
     }
     guard !options.ids.isEmpty else { throw UsageError("logits: give the token ids with --ids 1,2,3") }
     return .logits(options)
+}
+
+/// "K/N" with 0 ≤ K < N.
+func parseShard(_ text: String, flag: String) throws(UsageError) -> (index: Int, count: Int) {
+    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]), n >= 1, k >= 0, k < n else {
+        throw UsageError("\(flag) expects K/N with 0 ≤ K < N, got '\(text)'")
+    }
+    return (k, n)
+}
+
+/// Walks the flags of a subcommand: `handle` returns false for a flag it does not know.
+private func scanSubcommand(
+    _ name: String, _ arguments: [String], positional: (String) throws(UsageError) -> Void,
+    handle: (String, () throws(UsageError) -> String, String?) throws(UsageError) -> Bool
+) throws(UsageError) -> Bool {
+    var scanner = ArgumentScanner(arguments)
+    while let item = scanner.next() {
+        switch item {
+        case .positional(let text):
+            try positional(text)
+        case .flag(let flag, let inline):
+            if flag == "-h" || flag == "--help" { return true }
+            func value() throws(UsageError) -> String { try scanner.value(for: flag, inline: inline) }
+            guard try handle(flag, value, inline) else { throw UsageError("\(name): unknown option '\(flag)'") }
+        }
+    }
+    return false
+}
+
+private func noValue(_ flag: String, _ inline: String?) throws(UsageError) {
+    if inline != nil { throw UsageError("\(flag) takes no value") }
+}
+
+private func parsePerplexity(_ arguments: [String]) throws(UsageError) -> Invocation {
+    var o = PerplexityOptions()
+    let help = try scanSubcommand("perplexity", arguments, positional: { text throws(UsageError) in
+        throw UsageError("perplexity: unexpected argument '\(text)' (give the text with -f FILE)")
+    }) { flag, value, inline throws(UsageError) in
+        switch flag {
+        case "-m", "--model": o.modelPath = try nonEmpty(value(), flag: flag)
+        case "-z", "--tokenizer": o.tokenizerPath = try nonEmpty(value(), flag: flag)
+        case "-f", "--file": o.file = try nonEmpty(value(), flag: flag)
+        case "--ids": o.ids = try parseIDs(value(), flag: flag)
+        case "--ids-file": o.idsFile = try nonEmpty(value(), flag: flag)
+        case "--stride":
+            let n = try parseInt(value(), flag: flag)
+            guard n >= 1 else { throw UsageError("\(flag) must be ≥ 1, got \(n)") }
+            o.stride = n
+        case "--json": try noValue(flag, inline); o.json = true
+        case "--per-token": try noValue(flag, inline); o.perToken = true
+        case "-t", "--threads": o.threads = try parseThreads(value(), flag: flag)
+        case "-b", "--batch-size": o.batchSize = try parseBatchSize(value(), flag: flag)
+        default: return false
+        }
+        return true
+    }
+    if help { return .help }
+    let sources = [o.file != nil, o.ids != nil, o.idsFile != nil].filter { $0 }.count
+    guard sources == 1 else { throw UsageError("perplexity: give exactly one of -f FILE, --ids or --ids-file") }
+    if o.perToken && !o.json { throw UsageError("--per-token needs --json") }
+    return .perplexity(o)
+}
+
+private func parseTokenize(_ arguments: [String], decode: Bool) throws(UsageError) -> Invocation {
+    var o = TokenizeOptions()
+    let name = decode ? "detokenize" : "tokenize"
+    func setInput(_ source: PromptSource) throws(UsageError) {
+        if o.input != nil { throw UsageError("\(name): give the input once: as an argument, -f or stdin") }
+        o.input = source
+    }
+    let help = try scanSubcommand(name, arguments, positional: { text throws(UsageError) in
+        try setInput(text == "-" ? .standardInput : .text(text))
+    }) { flag, value, inline throws(UsageError) in
+        switch flag {
+        case "-z", "--tokenizer": o.tokenizerPath = try nonEmpty(value(), flag: flag)
+        case "-m", "--model": o.modelPath = try nonEmpty(value(), flag: flag)
+        case "-f", "--file":
+            let path = try nonEmpty(value(), flag: flag)
+            try setInput(path == "-" ? .standardInput : .file(path))
+        case "--ids" where !decode: try noValue(flag, inline); o.format = .ids
+        case "--pieces" where !decode: try noValue(flag, inline); o.format = .pieces
+        case "--json" where !decode: try noValue(flag, inline); o.format = .json
+        case "--no-bos" where !decode: try noValue(flag, inline); o.addBOS = false
+        default: return false
+        }
+        return true
+    }
+    if help { return .help }
+    return decode ? .detokenize(o) : .tokenize(o)
+}
+
+private func parseInfo(_ arguments: [String]) throws(UsageError) -> Invocation {
+    var o = InfoOptions()
+    let help = try scanSubcommand("info", arguments, positional: { text throws(UsageError) in
+        if o.modelPath != nil { throw UsageError("info: unexpected argument '\(text)'") }
+        o.modelPath = text
+    }) { flag, value, inline throws(UsageError) in
+        switch flag {
+        case "-m", "--model": o.modelPath = try nonEmpty(value(), flag: flag)
+        case "-z", "--tokenizer": o.tokenizerPath = try nonEmpty(value(), flag: flag)
+        case "--json": try noValue(flag, inline); o.json = true
+        default: return false
+        }
+        return true
+    }
+    return help ? .help : .info(o)
+}
+
+private func parseQuantize(_ arguments: [String]) throws(UsageError) -> Invocation {
+    var o = QuantizeOptions()
+    var paths: [String] = []
+    let help = try scanSubcommand("quantize", arguments, positional: { text throws(UsageError) in
+        paths.append(text)
+    }) { flag, value, _ throws(UsageError) in
+        switch flag {
+        case "--group-size":
+            let n = try parseInt(value(), flag: flag)
+            guard n >= 1 && n <= 4096 else { throw UsageError("\(flag) must be between 1 and 4096, got \(n)") }
+            o.groupSize = n
+        default: return false
+        }
+        return true
+    }
+    if help { return .help }
+    guard paths.count == 2 else { throw UsageError("quantize: expected IN and OUT paths, got \(paths.count) arguments") }
+    guard paths[0] != paths[1] else { throw UsageError("quantize: IN and OUT must be different files") }
+    (o.input, o.output) = (paths[0], paths[1])
+    return .quantize(o)
+}
+
+private func parseBench(_ arguments: [String]) throws(UsageError) -> Invocation {
+    var o = BenchOptions()
+    func count(_ text: String, _ flag: String, min: Int) throws(UsageError) -> Int {
+        let n = try parseInt(text, flag: flag)
+        guard n >= min else { throw UsageError("\(flag) must be ≥ \(min), got \(n)") }
+        return n
+    }
+    let help = try scanSubcommand("bench", arguments, positional: { text throws(UsageError) in
+        throw UsageError("bench: unexpected argument '\(text)'")
+    }) { flag, value, inline throws(UsageError) in
+        switch flag {
+        case "--shape":
+            let shape = try value()
+            guard ["15m", "42m", "110m"].contains(shape) else {
+                throw UsageError("--shape must be 15m, 42m or 110m, got '\(shape)'")
+            }
+            o.shape = shape
+        case "-m", "--model": o.modelPath = try nonEmpty(value(), flag: flag)
+        case "--q8": try noValue(flag, inline); o.quantize = true
+        case "-p", "--n-prompt": o.promptTokens = try count(value(), flag, min: 0)
+        case "-n", "--n-gen": o.generateTokens = try count(value(), flag, min: 0)
+        case "-r", "--repetitions": o.repetitions = try count(value(), flag, min: 1)
+        case "-t", "--threads": o.threads = try parseThreads(value(), flag: flag)
+        case "-b", "--batch-size": o.batchSize = try parseBatchSize(value(), flag: flag)
+        case "--parallel": o.parallel = try count(value(), flag, min: 0)
+        case "--json": try noValue(flag, inline); o.json = true
+        default: return false
+        }
+        return true
+    }
+    if help { return .help }
+    if o.shape != nil && o.modelPath != nil { throw UsageError("bench: give --shape or -m, not both") }
+    return .bench(o)
 }

@@ -19,6 +19,8 @@ func samplingParameters(_ options: SamplingOptions) throws(UsageError) -> Sampli
     if let v = options.topK { parameters.topK = v }
     if let v = options.topP { parameters.topP = v }
     if let v = options.minP { parameters.minP = v }
+    if let v = options.repeatPenalty { parameters.repeatPenalty = v }
+    if let v = options.repeatLastN { parameters.repeatLastN = v }
     parameters.seed = options.seed
     do { try parameters.validate() } catch { throw UsageError(error.description) }
     return parameters
@@ -31,21 +33,69 @@ func loadModel(modelFlag: String?, tokenizerFlag: String?, threads: Int?, batchS
                                 threads: threadCount, batchSize: batchSize)
 }
 
-/// `quill [options] [PROMPT]`: stream generated text to stdout.
+/// `-e`: the escapes \n, \t and \\ in a prompt typed on the command line.
+func processEscapes(_ text: String) -> String {
+    var out = ""
+    var iterator = text.makeIterator()
+    while let c = iterator.next() {
+        guard c == "\\" else { out.append(c); continue }
+        switch iterator.next() {
+        case "n": out.append("\n")
+        case "t": out.append("\t")
+        case "\\": out.append("\\")
+        case let other?: out.append("\\"); out.append(other)
+        case nil: out.append("\\")
+        }
+    }
+    return out
+}
+
+/// The result object shared by --json and --batch.
+func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats) -> JSON {
+    var fields: [(String, JSON)] = []
+    if let id { fields.append(("id", id)) }
+    fields += [
+        ("text", .string(String(decoding: text, as: UTF8.self))),
+        ("token_ids", .array(stats.tokens.map { .int($0) })),
+        ("tokens_prompt", .int(stats.promptTokens)),
+        ("tokens_generated", .int(stats.generatedTokens)),
+        ("stop_reason", .string(stats.stopReason.rawValue)),
+        ("ms_prompt", .number(stats.promptSeconds * 1000, decimals: 3)),
+        ("ms_generate", .number(stats.generateSeconds * 1000, decimals: 3)),
+        ("seed", .int(Int(truncatingIfNeeded: stats.seed))),
+    ]
+    return .object(fields)
+}
+
+/// `quill [options] [PROMPT]`: stream generated text to stdout (or one JSON object).
 func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     let sampling = try samplingParameters(options.sampling)
-    let promptText = try readPrompt(options.prompt)
+    if let batchFile = options.batchFile { return try runBatch(options, file: batchFile, sampling: sampling) }
+    var promptText = try readPrompt(options.prompt)
+    if options.escape, case .text = options.prompt { promptText = processEscapes(promptText) }
     let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath,
                               threads: options.threads, batchSize: options.batchSize)
-    let prompt = try model.tokenizer.encode(promptText)
+    let request = GenerationRequest(
+        prompt: try model.tokenizer.encode(promptText), maxNewTokens: options.maxNewTokens, sampling: sampling,
+        ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings)
     let generator = Generator(transformer: model.transformer, tokenizer: model.tokenizer)
 
     let stdout = OutputStream.standardOutput
     var outputClosed = false
     var lastByte: UInt8?
-    let stats = try generator.generate(prompt: prompt, maxNewTokens: options.maxNewTokens, sampling: sampling) { _, bytes in
+    var text: [UInt8] = []
+    if options.echo && !promptText.isEmpty {
+        outputClosed = !stdout.write(promptText)
+        lastByte = promptText.utf8.last
+    }
+    let stats = try generator.generate(request) { bytes in
         if interruptRequested.load(ordering: .relaxed) { return .interrupted }
+        if outputClosed { return .interrupted }
         guard !bytes.isEmpty else { return nil }
+        if options.json {
+            text += bytes
+            return nil
+        }
         guard stdout.write(bytes) else {
             outputClosed = true
             return .interrupted
@@ -53,11 +103,13 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
         lastByte = bytes.last
         return nil
     }
-    if outputClosed { return .success }  // the reader has gone (e.g. `| head`): end quietly
-    if lastByte != 0x0A { stdout.write([0x0A]) }
-    if options.verbose {
-        printStatistics(stats, model: model)
+    if options.json {
+        outputClosed = !stdout.write(resultJSON(id: nil, text: text, stats: stats).encoded + "\n")
+    } else if !outputClosed && lastByte != 0x0A {
+        stdout.write([0x0A])
     }
+    if outputClosed { return .success }  // the reader has gone (e.g. `| head`): end quietly
+    if options.verbose { printStatistics(stats, model: model) }
     return stats.stopReason == .interrupted ? .interrupted : .success
 }
 

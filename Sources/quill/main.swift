@@ -22,6 +22,18 @@ do {
         status = try runGenerate(options)
     case .logits(let options):
         status = try runLogits(options)
+    case .perplexity(let options):
+        status = try runPerplexity(options)
+    case .tokenize(let options):
+        status = try runTokenize(options)
+    case .detokenize(let options):
+        status = try runDetokenize(options)
+    case .info(let options):
+        status = try runInfo(options)
+    case .quantize(let options):
+        status = try runQuantize(options)
+    case .bench(let options):
+        status = try runBench(options)
     }
 } catch let error as UsageError {
     OutputStream.standardError.write("quill: \(error.message)\ntry 'quill --help'\n")

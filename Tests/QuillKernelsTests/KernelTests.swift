@@ -64,19 +64,50 @@ final class KernelTests: XCTestCase {
 
     func testQ8MatmulMatchesDequantizedPlainLoops() {
         var random = TestValues(seed: 3)
-        let rows = 9, cols = 96, groupSize = 32, n = 3
+        let rows = 9, cols = 192, groupSize = 64, n = 3
         let q = (0..<rows * cols).map { _ in Int8(truncatingIfNeeded: Int(random.next() * 127)) }
         let scales = (0..<rows * cols / groupSize).map { _ in abs(random.next()) / 50 + 0.001 }
         let x = random.array(n * cols)
         let w = WeightMatrix(rows: rows, cols: cols, storage: .q8(
             values: Int8Buffer(q).view, scales: FloatView(FloatBuffer(scales)), groupSize: groupSize))
         let dequantized = (0..<rows * cols).map { Float(q[$0]) * scales[$0 / groupSize] }
+        // Independent reference of the Q8_0 product: activations quantized per group
+        // (scale = max|x| / 127, round to nearest even), exact integer dot products per group.
+        func reference(batch: Int) -> [Float] {
+            var y: [Float] = []
+            for b in 0..<batch {
+                let xb = Array(x[b * cols..<(b + 1) * cols])
+                var xq = [Int](repeating: 0, count: cols), xs = [Double](repeating: 0, count: cols / groupSize)
+                for g in 0..<cols / groupSize {
+                    let largest = xb[g * groupSize..<(g + 1) * groupSize].map { abs($0) }.max()!
+                    let scale = largest / 127
+                    xs[g] = Double(scale)
+                    for i in g * groupSize..<(g + 1) * groupSize {
+                        xq[i] = Int((xb[i] * (scale > 0 ? 1 / scale : 0)).rounded(.toNearestOrEven))
+                    }
+                }
+                for r in 0..<rows {
+                    var sum = 0.0
+                    for g in 0..<cols / groupSize {
+                        var dot = 0
+                        for i in g * groupSize..<(g + 1) * groupSize { dot += Int(q[r * cols + i]) * xq[i] }
+                        sum += Double(dot) * Double(scales[r * cols / groupSize + g]) * xs[g]
+                    }
+                    y.append(Float(sum))
+                }
+            }
+            return y
+        }
+        defer { forceQuantizedKernel("auto") }
+        for kernel in ["portable", "avx2", "avx512vnni"] where forceQuantizedKernel(kernel) {
         for batch in [1, n] {
             let out = FloatBuffer(count: batch * rows)
-            Kernels.matmul(w, input: FloatBuffer(x), rows: batch, output: out)
-            let expected = naiveMatmul(dequantized, rows: rows, cols: cols, Array(x[..<(batch * cols)]), n: batch)
-            // Activations may be quantized to int8 per group (as llama.cpp does): allow that error.
-            assertClose(out.array(), expected, tolerance: 2e-2, "batch \(batch)")
+            Kernels.matmul(w, input: FloatBuffer(x), rows: batch, output: out, scratch: QuantizedScratch(maxRows: batch, maxCols: cols, workers: 2))
+            assertClose(out.array(), reference(batch: batch), tolerance: 1e-4, "batch \(batch), kernel \(quantizedKernelName)")
+            // And int8 activations stay near the float product (error ≲ Σ|w|·scale_x / 2).
+            let float = naiveMatmul(dequantized, rows: rows, cols: cols, Array(x[..<(batch * cols)]), n: batch)
+            assertClose(out.array(), float, tolerance: 0.1, "batch \(batch) against float activations")
+        }
         }
         XCTAssertEqual(w.rowValues(4), Array(dequantized[4 * cols..<5 * cols]))
     }
@@ -174,5 +205,23 @@ final class KernelTests: XCTestCase {
             }
             assertClose(out.array(), expected, tolerance: 1e-5, "workers \(workers)")
         }
+    }
+
+    func testBlockAttentionEqualsRowByRowAttention() {
+        var random = TestValues(seed: 7)
+        let shape = Kernels.AttentionShape(heads: 4, kvHeads: 2, headSize: 6)
+        let context = 30, layers = 2, layer = 1, start = 5, n = 9
+        let keys = FloatBuffer(random.array(layers * context * shape.kvDim))
+        let values = FloatBuffer(random.array(layers * context * shape.kvDim))
+        let q = FloatBuffer(random.array(n * shape.dim))
+        let layerOffset = layer * context * shape.kvDim
+        let expected = FloatBuffer(count: n * shape.dim), actual = FloatBuffer(count: n * shape.dim)
+        Kernels.attention(query: q, rows: n, shape: shape, keys: [keys], values: [values], cacheOf: Array(repeating: 0, count: n),
+                          positions: Array(start..<start + n), layerOffset: layerOffset, contextLength: context,
+                          scores: FloatBuffer(count: context), output: expected, workers: 1)
+        Kernels.blockAttention(query: q, rows: n, start: start, shape: shape, keys: keys, values: values,
+                               layerOffset: layerOffset, contextLength: context,
+                               scores: FloatBuffer(count: n * (start + n)), output: actual)
+        assertClose(actual.array(), expected.array(), tolerance: 1e-5)
     }
 }

@@ -40,8 +40,8 @@ public struct GenerationError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// The single-sequence loop: prefill the prompt, then sample, emit and feed back one token at a
-/// time until a stop rule fires.
+/// The single-sequence loop: prefill the prompt in blocks, then sample, emit and feed back one
+/// token at a time until a stop rule fires.
 public final class Generator {
     public let transformer: Transformer
     public let tokenizer: Tokenizer
@@ -53,66 +53,25 @@ public final class Generator {
         cache = transformer.makeCache()
     }
 
-    /// Generates after `prompt` (ids, BOS included). `maxNewTokens` < 0 means until the context
-    /// is full. `ignoreEOS` keeps going past end-of-sequence. `stopStrings` end generation when the
-    /// text contains one (it is not emitted). `emit` receives each token id with the bytes
-    /// that are now safe to print; returning a reason stops generation.
+    /// Runs `request`. `emit` receives the bytes that are now safe to print (possibly empty);
+    /// returning a reason stops generation (Ctrl-C, closed output).
     public func generate(
-        prompt: [Int], maxNewTokens: Int, sampling: SamplingParameters, ignoreEOS: Bool = false,
-        stopStrings: [String] = [], emit: (Int, [UInt8]) -> StopReason?
+        _ request: GenerationRequest, emit: ([UInt8]) -> StopReason?
     ) throws(GenerationError) -> GenerationStats {
-        let context = transformer.config.contextLength
-        guard !prompt.isEmpty else { throw GenerationError("the prompt has no tokens") }
-        guard prompt.count <= context else {
-            throw GenerationError("prompt is \(prompt.count) tokens but the context window is \(context)")
-        }
-        var sampler = Sampler(parameters: sampling, vocabSize: transformer.config.vocabSize)
-        var stats = GenerationStats()
-        stats.promptTokens = prompt.count
-        stats.seed = sampler.seed
-        var detokenizer = StreamingDetokenizer(tokenizer: tokenizer, previous: prompt.last)
-        var stopFilter = StopStringFilter(stopStrings: stopStrings)
-        var history = prompt
-        history.reserveCapacity(min(context + 1, prompt.count + max(maxNewTokens, 0) + 1))
-
+        try request.validate(for: transformer.config)
+        var sequence = SequenceState(request: request, tokenizer: tokenizer, config: transformer.config)
         let promptStart = DispatchTime.now()
-        var logits = transformer.prefill(prompt, startPosition: 0, cache: cache)
-        let generateStart = DispatchTime.now()
-        stats.promptSeconds = seconds(from: promptStart, to: generateStart)
-        func finished(_ reason: StopReason) -> GenerationStats {
-            stats.stopReason = reason
-            stats.generateSeconds = seconds(from: generateStart, to: DispatchTime.now())
-            return stats
-        }
-
-        var position = prompt.count
+        var logits = transformer.prefill(request.prompt, startPosition: 0, cache: cache)
+        sequence.recordPromptTime(seconds(from: promptStart, to: DispatchTime.now()))
         while true {
-            if maxNewTokens >= 0 && stats.generatedTokens >= maxNewTokens {
-                stats.stopReason = .length
-                break
+            var step = sequence.step(logits: logits, offset: 0)
+            if let reason = emit(step.bytes), step.stop == nil {
+                step = sequence.finish(reason)
+                _ = emit(step.bytes)
             }
-            let next = sampler.sample(logits, history: history[...])
-            if !ignoreEOS && (next == tokenizer.eosID || next == tokenizer.bosID) {
-                stats.stopReason = .eos
-                break
-            }
-            stats.generatedTokens += 1
-            stats.tokens.append(next)
-            history.append(next)
-            let (bytes, stopped) = stopFilter.push(detokenizer.append(next))
-            if let reason = emit(next, bytes) { return finished(reason) }
-            if stopped { return finished(.stop) }
-            if position >= context {
-                stats.stopReason = .context
-                break
-            }
-            logits = transformer.forward(token: next, position: position, cache: cache)
-            position += 1
+            guard let next = step.feed else { return sequence.stats }
+            logits = transformer.forward(token: next, position: sequence.position - 1, cache: cache)
         }
-        // The end of the text: bytes held back for an unfinished character or a possible stop string.
-        let (tail, stopped) = stopFilter.push(detokenizer.finish(), final: true)
-        if !tail.isEmpty, let reason = emit(-1, tail) { return finished(reason) }
-        return finished(stopped ? .stop : stats.stopReason)
     }
 }
 

@@ -23,7 +23,8 @@ public final class Transformer {
     private let v: FloatBuffer       // (rows, kvDim)
     private let hb: FloatBuffer      // gate (rows, hiddenDim)
     private let hb2: FloatBuffer     // up (rows, hiddenDim)
-    private let scores: FloatBuffer  // attention scratch (threads, contextLength)
+    private let scores: FloatBuffer  // attention scratch: (threads, contextLength) or (rows, contextLength)
+    private let quantizedScratch: QuantizedScratch  // int8 activations for Q8_0 weights
     /// Logits of the rows that asked for them, (maxRows, vocab).
     public let logits: FloatBuffer
 
@@ -50,8 +51,9 @@ public final class Transformer {
         v = FloatBuffer(count: maxRows * c.kvDim)
         hb = FloatBuffer(count: maxRows * c.hiddenDim)
         hb2 = FloatBuffer(count: maxRows * c.hiddenDim)
-        scores = FloatBuffer(count: threads * c.contextLength)
+        scores = FloatBuffer(count: max(threads, maxRows) * c.contextLength)
         logits = FloatBuffer(count: maxRows * c.vocabSize)
+        quantizedScratch = QuantizedScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim), workers: threads)
         tokens = Array(repeating: 0, count: maxRows)
         positions = Array(repeating: 0, count: maxRows)
         cacheOf = Array(repeating: 0, count: maxRows)
@@ -95,7 +97,7 @@ public final class Transformer {
             }
             let isLast = start + n == input.count
             let wanted = everyPosition != nil ? 0..<n : (isLast ? n - 1..<n : n..<n)
-            run(rows: n, logitRows: wanted)
+            run(rows: n, logitRows: wanted, blockStart: startPosition + start)
             if let everyPosition {
                 for r in 0..<n { everyPosition(start + r, logits, r * config.vocabSize) }
             }
@@ -135,7 +137,9 @@ public final class Transformer {
 
     /// The forward pass for rows 0..<n of the row tables; writes the logits of `logitRows`
     /// to the start of `logits`, one row after another.
-    private func run(rows n: Int, logitRows: Range<Int>) {
+    /// `blockStart`, when given, says the rows are consecutive positions `blockStart ..< blockStart + n`
+    /// of the first cache (a prefill block), which lets attention run as matrix products.
+    private func run(rows n: Int, logitRows: Range<Int>, blockStart: Int? = nil) {
         let c = config
         let dim = c.dim, kvDim = c.kvDim, hidden = c.hiddenDim
         for r in 0..<n {
@@ -146,9 +150,9 @@ public final class Transformer {
         for (l, layer) in checkpoint.layers.enumerated() {
             // Attention block: xb = rmsnorm(x); q, k, v = W xb; rotate; cache; attend; x += wo · att.
             Kernels.rmsnorm(input: x, weight: layer.attentionNorm, rows: n, dim: dim, output: xb)
-            Kernels.matmul(layer.wq, input: xb, rows: n, output: q)  // (n, dim) · (dim, dim)ᵀ → (n, dim)
-            Kernels.matmul(layer.wk, input: xb, rows: n, output: k)  // → (n, kvDim)
-            Kernels.matmul(layer.wv, input: xb, rows: n, output: v)  // → (n, kvDim)
+            Kernels.matmul(layer.wq, input: xb, rows: n, output: q, scratch: quantizedScratch)  // (n, dim) · (dim, dim)ᵀ → (n, dim)
+            Kernels.matmul(layer.wk, input: xb, rows: n, output: k, scratch: quantizedScratch)  // → (n, kvDim)
+            Kernels.matmul(layer.wv, input: xb, rows: n, output: v, scratch: quantizedScratch)  // → (n, kvDim)
             Kernels.rope(q, rows: n, width: dim, positions: positions, table: rope)
             Kernels.rope(k, rows: n, width: kvDim, positions: positions, table: rope)
             let layerOffset = l * c.contextLength * kvDim
@@ -157,19 +161,26 @@ public final class Transformer {
                 k.copy(offset: r * kvDim, length: kvDim, to: keyCaches[cacheOf[r]], at: slot)
                 v.copy(offset: r * kvDim, length: kvDim, to: valueCaches[cacheOf[r]], at: slot)
             }
-            Kernels.attention(
-                query: q, rows: n, shape: attentionShape, keys: keyCaches, values: valueCaches,
-                cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
-                contextLength: c.contextLength, scores: scores, output: attention, workers: threads)
-            Kernels.matmul(layer.wo, input: attention, rows: n, output: xb)  // (n, dim) → (n, dim)
+            if let blockStart, n > 1 {
+                Kernels.blockAttention(
+                    query: q, rows: n, start: blockStart, shape: attentionShape, keys: keyCaches[0],
+                    values: valueCaches[0], layerOffset: layerOffset, contextLength: c.contextLength,
+                    scores: scores, output: attention)
+            } else {
+                Kernels.attention(
+                    query: q, rows: n, shape: attentionShape, keys: keyCaches, values: valueCaches,
+                    cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
+                    contextLength: c.contextLength, scores: scores, output: attention, workers: threads)
+            }
+            Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: quantizedScratch)  // (n, dim) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
 
             // Feed-forward block: x += w2 · (silu(w1 · h) ⊙ (w3 · h)), h = rmsnorm(x).
             Kernels.rmsnorm(input: x, weight: layer.ffnNorm, rows: n, dim: dim, output: xb)
-            Kernels.matmul(layer.w1, input: xb, rows: n, output: hb)   // → (n, hidden)
-            Kernels.matmul(layer.w3, input: xb, rows: n, output: hb2)  // → (n, hidden)
+            Kernels.matmul(layer.w1, input: xb, rows: n, output: hb, scratch: quantizedScratch)   // → (n, hidden)
+            Kernels.matmul(layer.w3, input: xb, rows: n, output: hb2, scratch: quantizedScratch)  // → (n, hidden)
             Kernels.swiglu(gate: hb, up: hb2, count: n * hidden)
-            Kernels.matmul(layer.w2, input: hb, rows: n, output: xb)   // (n, hidden) → (n, dim)
+            Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: quantizedScratch)   // (n, hidden) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
         }
         guard !logitRows.isEmpty else { return }
@@ -177,6 +188,6 @@ public final class Transformer {
         let first = logitRows.lowerBound, count = logitRows.count
         x.copy(offset: first * dim, length: count * dim, to: xb, at: 0)
         Kernels.rmsnorm(input: xb, weight: checkpoint.finalNorm, rows: count, dim: dim, output: q)
-        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits)  // (count, dim) → (count, vocab)
+        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits, scratch: quantizedScratch)  // (count, dim) → (count, vocab)
     }
 }

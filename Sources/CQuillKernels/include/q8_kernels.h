@@ -1,0 +1,33 @@
+// Int8 (Q8_0) matrix products for QuillKernels: weights and activations in groups of
+// `group` int8 values, each group with one float32 scale. Vectorised with AVX-512 VNNI or
+// AVX2 when the CPU has them (checked at run time), with a portable loop otherwise.
+#ifndef Q8_KERNELS_H
+#define Q8_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Quantizes n floats (n a multiple of group): q = round(x / s), s = max|x| / 127 per group.
+void q8_quantize(const float *x, int n, int group, int8_t *q, float *scales);
+
+/// Y[b][r] = Σ_g scale_w[r][g] · scale_x[b][g] · Σ_i W[r][g·group + i] · X[b][g·group + i]
+/// for rows r in [row_begin, row_end) and batch rows b in [0, batch): W (rows, cols) with
+/// cols / group scales per row; X (batch, cols) with cols / group scales per row; Y (batch, rows).
+void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const float *x_scales,
+               int batch, int rows, int cols, int group, int row_begin, int row_end, float *y);
+
+/// Selects a path by name ("portable", "avx2", "avx512vnni", or "auto" to choose again);
+/// returns 0 when this CPU cannot run it. For tests and benchmarks.
+int q8_force_kernel(const char *name);
+
+/// Which vector path q8_matmul uses: "avx512vnni", "avx2" or "portable".
+const char *q8_kernel_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,155 @@
+#include "q8_kernels.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+void q8_quantize(const float *x, int n, int group, int8_t *q, float *scales) {
+    for (int g = 0; g < n / group; ++g) {
+        const float *xg = x + (size_t)g * group;
+        float largest = 0;
+        for (int i = 0; i < group; ++i) largest = fmaxf(largest, fabsf(xg[i]));
+        const float scale = largest / 127.0f;
+        const float inverse = scale > 0 ? 1.0f / scale : 0.0f;
+        scales[g] = scale;
+        for (int i = 0; i < group; ++i) q[(size_t)g * group + i] = (int8_t)lrintf(xg[i] * inverse);
+    }
+}
+
+// Portable: exact int32 sums per group, then scaled.
+static float dot_portable(const int8_t *w, const float *ws, const int8_t *x, const float *xs, int cols, int group) {
+    float sum = 0;
+    for (int g = 0; g < cols / group; ++g) {
+        int32_t acc = 0;
+        for (int i = 0; i < group; ++i) acc += (int32_t)w[g * group + i] * (int32_t)x[g * group + i];
+        sum += (float)acc * ws[g] * xs[g];
+    }
+    return sum;
+}
+
+#if defined(__x86_64__)
+// AVX2: maddubs needs unsigned × signed, so multiply |w| by x carrying w's sign.
+__attribute__((target("avx2,fma")))
+static inline __m256i dot32_avx2(__m256i w, __m256i x) {
+    const __m256i aw = _mm256_sign_epi8(w, w);
+    const __m256i sx = _mm256_sign_epi8(x, w);
+    const __m256i pairs = _mm256_maddubs_epi16(aw, sx);  // 16 × int16 (|w|·x ≤ 127·127 twice: fits)
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));  // 8 × int32
+}
+
+__attribute__((target("avx2,fma")))
+static float dot_avx2(const int8_t *w, const float *ws, const int8_t *x, const float *xs, int cols, int group) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < cols / group; ++g) {
+        __m256i sum = _mm256_setzero_si256();
+        for (int i = 0; i < group; i += 32) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + g * group + i));
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + g * group + i));
+            sum = _mm256_add_epi32(sum, dot32_avx2(wv, xv));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(ws[g] * xs[g]), acc);
+    }
+    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    half = _mm_add_ss(half, _mm_movehdup_ps(half));
+    return _mm_cvtss_f32(half);
+}
+
+// AVX-512 VNNI: vpdpbusd does 64 unsigned × signed byte products per instruction.
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static float dot_avx512vnni(const int8_t *w, const float *ws, const int8_t *x, const float *xs, int cols, int group) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int g = 0; g < cols / group; ++g) {
+        __m512i sum = _mm512_setzero_si512();
+        for (int i = 0; i < group; i += 64) {
+            const __m512i wv = _mm512_loadu_si512((const void *)(w + g * group + i));
+            const __m512i xv = _mm512_loadu_si512((const void *)(x + g * group + i));
+            // |w| as unsigned bytes, and x with w's sign folded in (w = 0 gives 0 either way).
+            const __m512i aw = _mm512_abs_epi8(wv);
+            const __mmask64 negative = _mm512_movepi8_mask(wv);
+            const __m512i sx = _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv);
+            sum = _mm512_dpbusd_epi32(sum, aw, sx);
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(ws[g] * xs[g]), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+#endif
+
+typedef float (*dot_fn)(const int8_t *, const float *, const int8_t *, const float *, int, int);
+
+// The CPU check runs once per group size class; racing threads compute the same answer.
+static dot_fn by64 = 0, by32 = 0;
+
+static dot_fn choose(int group, const char **name) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (group % 64 == 0 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
+        *name = "avx512vnni";
+        return dot_avx512vnni;
+    }
+    if (group % 32 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        *name = "avx2";
+        return dot_avx2;
+    }
+#endif
+    *name = "portable";
+    return dot_portable;
+}
+
+const char *q8_kernel_name(void) {
+    const char *name;
+    const dot_fn chosen = by64 ? by64 : choose(64, &name);
+    if (chosen == dot_portable) return "portable";
+#if defined(__x86_64__)
+    if (chosen == dot_avx2) return "avx2";
+    if (chosen == dot_avx512vnni) return "avx512vnni";
+#endif
+    return "portable";
+}
+
+int q8_force_kernel(const char *name) {
+    if (strcmp(name, "portable") == 0) { by64 = by32 = dot_portable; return 1; }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        by64 = by32 = dot_avx2;
+        return 1;
+    }
+    if (strcmp(name, "avx512vnni") == 0 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
+        by64 = dot_avx512vnni;
+        by32 = dot_avx2;
+        return 1;
+    }
+#endif
+    if (strcmp(name, "auto") == 0) { by64 = by32 = 0; return 1; }
+    return 0;
+}
+
+void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const float *x_scales,
+               int batch, int rows, int cols, int group, int row_begin, int row_end, float *y) {
+    const char *name;
+    dot_fn dot;
+    if (group % 64 == 0) {
+        if (!by64) by64 = choose(group, &name);
+        dot = by64;
+    } else if (group % 32 == 0) {
+        if (!by32) by32 = choose(group, &name);
+        dot = by32;
+    } else {
+        dot = dot_portable;
+    }
+    const int groups = cols / group;
+    // Each weight row is read from memory once and reused for every batch row while in cache.
+    for (int r = row_begin; r < row_end; ++r) {
+        const int8_t *wr = w + (size_t)r * cols;
+        const float *wsr = w_scales + (size_t)r * groups;
+        for (int b = 0; b < batch; ++b) {
+            y[(size_t)b * rows + r] = dot(wr, wsr, x + (size_t)b * cols, x_scales + (size_t)b * groups, cols, group);
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import Dispatch
+import Foundation
+import QuillKernels
+
+/// Speed measurements for `quill bench`. Each returns one figure per repetition so the caller
+/// can report the median and the spread.
+public enum Benchmark {
+    /// The llama2.c TinyStories model shapes, with the Llama 2 vocabulary.
+    public static func shape(named name: String) -> ModelConfig? {
+        switch name {
+        case "15m": ModelConfig(dim: 288, hiddenDim: 768, layerCount: 6, headCount: 6, kvHeadCount: 6,
+                                vocabSize: 32000, contextLength: 256, sharedClassifier: true)
+        case "42m": ModelConfig(dim: 512, hiddenDim: 1376, layerCount: 8, headCount: 8, kvHeadCount: 8,
+                                vocabSize: 32000, contextLength: 1024, sharedClassifier: true)
+        case "110m": ModelConfig(dim: 768, hiddenDim: 2048, layerCount: 12, headCount: 12, kvHeadCount: 12,
+                                 vocabSize: 32000, contextLength: 1024, sharedClassifier: true)
+        default: nil
+        }
+    }
+
+    /// Writes random weights (uniform, standard deviation 0.02; norms 1) for `config`.
+    public static func writeRandomCheckpoint(config: ModelConfig, format: CheckpointFormat, to path: String, seed: UInt64 = 1) throws {
+        var generator = SeededGenerator(seed: seed)
+        let limit = Float(0.02 * 3.0.squareRoot())
+        try CheckpointWriter.write(config: config, format: format, to: path) { name, _ in
+            let c = config
+            switch name {
+            case .attentionNorm, .ffnNorm, .finalNorm: return [Float](repeating: 1, count: c.dim)
+            case .ropeTables: return []
+            default:
+                let count: Int
+                switch name {
+                case .wq, .wo: count = c.dim * c.dim
+                case .wk, .wv: count = c.kvDim * c.dim
+                case .w1, .w2, .w3: count = c.hiddenDim * c.dim
+                default: count = c.vocabSize * c.dim
+                }
+                return (0..<count).map { _ in Float(Int32(truncatingIfNeeded: generator.next() >> 32)) / Float(Int32.max) * limit }
+            }
+        }
+    }
+
+    /// Bytes of weights and KV cache one generated token reads at position `position`.
+    public static func bytesReadPerToken(_ checkpoint: Checkpoint, position: Int) -> Int {
+        let c = checkpoint.config
+        func bytes(_ w: WeightMatrix) -> Int {
+            switch w.storage {
+            case .float32: return w.rows * w.cols * 4
+            case .q8(_, _, let groupSize): return w.rows * w.cols + w.rows * w.cols / groupSize * 4
+            }
+        }
+        var total = bytes(checkpoint.classifier) + c.dim * 4
+        for layer in checkpoint.layers {
+            total += [layer.wq, layer.wk, layer.wv, layer.wo, layer.w1, layer.w2, layer.w3].map(bytes).reduce(0, +)
+            total += 2 * c.dim * 4
+        }
+        total += c.layerCount * 2 * (position + 1) * c.kvDim * 4  // keys and values read by attention
+        return total
+    }
+
+    private static func randomTokens(_ count: Int, vocab: Int, seed: UInt64) -> [Int] {
+        var generator = SeededGenerator(seed: seed)
+        return (0..<count).map { _ in Int(generator.next() % UInt64(vocab)) }
+    }
+
+    /// Prompt processing: tokens per second to prefill `tokens` tokens, per repetition.
+    public static func promptSpeed(_ transformer: Transformer, tokens: Int, repetitions: Int) -> [Double] {
+        let cache = transformer.makeCache()
+        let input = randomTokens(tokens, vocab: transformer.config.vocabSize, seed: 3)
+        transformer.prefill(Array(input.prefix(min(tokens, transformer.maxRows))), startPosition: 0, cache: cache)  // warm-up
+        return (0..<repetitions).map { _ in
+            let start = DispatchTime.now()
+            transformer.prefill(input, startPosition: 0, cache: cache)
+            return Double(tokens) / elapsed(since: start)
+        }
+    }
+
+    /// Generation: tokens per second feeding one token at a time (greedy argmax between steps),
+    /// after a one-token prompt, per repetition.
+    public static func generationSpeed(_ transformer: Transformer, tokens: Int, repetitions: Int) -> [Double] {
+        let cache = transformer.makeCache()
+        let vocab = transformer.config.vocabSize
+        transformer.forward(token: 1, position: 0, cache: cache)  // warm-up
+        return (0..<repetitions).map { _ in
+            var token = 1
+            let start = DispatchTime.now()
+            for position in 0..<tokens {
+                let logits = transformer.forward(token: token, position: position, cache: cache)
+                token = Kernels.argmax(logits, count: vocab)
+            }
+            return Double(tokens) / elapsed(since: start)
+        }
+    }
+
+    /// Several sequences decoded together: aggregate tokens per second, per repetition.
+    public static func parallelSpeed(_ transformer: Transformer, sequences: Int, tokens: Int, repetitions: Int) -> [Double] {
+        let caches = (0..<sequences).map { _ in transformer.makeCache() }
+        let vocab = transformer.config.vocabSize
+        var current = (0..<sequences).map { $0 + 1 }
+        var positions = [Int](repeating: 0, count: sequences)
+        return (0..<repetitions).map { _ in
+            let start = DispatchTime.now()
+            for step in 0..<tokens {
+                for i in 0..<sequences { positions[i] = step }
+                let logits = transformer.decode(batchTokens: current, batchPositions: positions, caches: caches)
+                for i in 0..<sequences { current[i] = Kernels.argmax(logits, offset: i * vocab, count: vocab) }
+            }
+            return Double(tokens * sequences) / elapsed(since: start)
+        }
+    }
+
+    /// Time to first token: prefill a short prompt and sample once, in seconds (best of 3).
+    public static func timeToFirstToken(_ checkpoint: Checkpoint, threads: Int) -> Double {
+        (0..<3).map { _ in
+            let start = DispatchTime.now()
+            let transformer = Transformer(checkpoint: checkpoint, maxRows: 8, threads: threads)
+            let logits = transformer.prefill([1, 2, 3, 4], startPosition: 0, cache: transformer.makeCache())
+            _ = Kernels.argmax(logits, count: checkpoint.config.vocabSize)
+            return elapsed(since: start)
+        }.min()!
+    }
+
+    /// Read bandwidth of this machine in bytes per second (see MemoryBandwidth).
+    public static func memoryBandwidth(threads: Int) -> Double { MemoryBandwidth.measure(threads: threads) }
+
+    /// Peak resident memory of this process so far, in bytes.
+    public static func peakResidentBytes() -> Int { MemoryBandwidth.peakResidentBytes() }
+
+    static func elapsed(since start: DispatchTime) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    }
+}
+
+extension Array where Element == Double {
+    /// The median of the values (the mean of the middle two for an even count).
+    public var median: Double {
+        let sorted = self.sorted()
+        guard !sorted.isEmpty else { return .nan }
+        let mid = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import QuillKernels
+
+/// How well a model predicts a token sequence under teacher forcing.
+public struct PerplexityResult: Sendable {
+    /// Tokens in the sequence (BOS included).
+    public var tokens = 0
+    /// Tokens that were predicted and scored (every token after the first).
+    public var scored = 0
+    /// Sum of −log p over scored tokens, in nats.
+    public var totalNLL = 0.0
+    /// (position, id, log p) of each scored token, when asked for.
+    public var perToken: [(position: Int, id: Int, logProbability: Double)] = []
+
+    public var meanNLL: Double { scored > 0 ? totalNLL / Double(scored) : .nan }
+    public var perplexity: Double { exp(meanNLL) }
+    /// Total NLL in bits divided by `bytes` (the UTF-8 size of the scored text).
+    public func bitsPerByte(bytes: Int) -> Double { bytes > 0 ? totalNLL / log(2) / Double(bytes) : .nan }
+}
+
+public enum Perplexity {
+    /// Scores `tokens` with `transformer`. Sequences longer than the context are scored in
+    /// windows of the context length that start every `stride` tokens; each window scores only
+    /// the tokens no earlier window scored, so every token counts once and tokens late in a
+    /// window see up to a full context of history. Windows are fed in prefill blocks.
+    public static func evaluate(
+        _ tokens: [Int], transformer: Transformer, stride: Int? = nil, keepPerToken: Bool = false
+    ) throws(GenerationError) -> PerplexityResult {
+        let config = transformer.config
+        let context = config.contextLength
+        guard tokens.count >= 2 else { throw GenerationError("need at least 2 tokens to score, got \(tokens.count)") }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
+        }
+        let step = stride ?? max(1, context / 2)
+        guard step <= context else { throw GenerationError("--stride \(step) is larger than the context window \(context)") }
+        var result = PerplexityResult()
+        result.tokens = tokens.count
+        let cache = transformer.makeCache()
+        var scoredUpTo = 0  // tokens[0...scoredUpTo] are accounted for (token 0 is never predicted)
+        var begin = 0
+        var logProbabilities = [Float](repeating: 0, count: config.vocabSize)
+        while scoredUpTo < tokens.count - 1 {
+            let end = min(begin + context, tokens.count)
+            let window = Array(tokens[begin..<end])
+            let firstScored = scoredUpTo + 1  // absolute index of the first token this window scores
+            // Position p of the window predicts token begin + p + 1.
+            transformer.prefill(window, startPosition: 0, cache: cache) { p, logits, offset in
+                let target = begin + p + 1
+                guard target >= firstScored && target < end else { return }
+                logits.copy(offset: offset, length: config.vocabSize, into: &logProbabilities)
+                let logProbability = logSoftmax(logProbabilities, at: tokens[target])
+                result.totalNLL -= logProbability
+                result.scored += 1
+                if keepPerToken { result.perToken.append((target, tokens[target], logProbability)) }
+            }
+            scoredUpTo = end - 1
+            begin += step
+            if end == tokens.count { break }
+        }
+        return result
+    }
+
+    /// log softmax(values)[index], in double precision.
+    static func logSoftmax(_ values: [Float], at index: Int) -> Double {
+        var top = -Double.infinity
+        for v in values { top = max(top, Double(v)) }
+        var sum = 0.0
+        for v in values { sum += exp(Double(v) - top) }
+        return Double(values[index]) - top - log(sum)
+    }
+}

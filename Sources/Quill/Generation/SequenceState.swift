@@ -1,0 +1,106 @@
+import Dispatch
+import QuillKernels
+
+/// What to generate after a prompt.
+public struct GenerationRequest: Sendable {
+    /// Prompt ids, BOS included.
+    public var prompt: [Int]
+    /// New tokens to generate; negative means until the context is full.
+    public var maxNewTokens: Int
+    public var sampling: SamplingParameters
+    /// Keep going past end-of-sequence.
+    public var ignoreEOS: Bool
+    /// Generation ends when the text contains one of these (it is not part of the output).
+    public var stopStrings: [String]
+
+    public init(prompt: [Int], maxNewTokens: Int = -1, sampling: SamplingParameters = .init(),
+                ignoreEOS: Bool = false, stopStrings: [String] = []) {
+        self.prompt = prompt
+        self.maxNewTokens = maxNewTokens
+        self.sampling = sampling
+        self.ignoreEOS = ignoreEOS
+        self.stopStrings = stopStrings
+    }
+
+    /// Checks that the prompt fits the context window of `config`.
+    public func validate(for config: ModelConfig) throws(GenerationError) {
+        guard !prompt.isEmpty else { throw GenerationError("the prompt has no tokens") }
+        guard prompt.count <= config.contextLength else {
+            throw GenerationError("prompt is \(prompt.count) tokens but the context window is \(config.contextLength)")
+        }
+        if let bad = prompt.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
+        }
+    }
+}
+
+/// One sequence being generated: its sampler, its text state and its counters. The single
+/// and the batched loops both drive it one sampled token at a time.
+struct SequenceState {
+    let request: GenerationRequest
+    private var sampler: Sampler
+    private var detokenizer: StreamingDetokenizer
+    private var stopFilter: StopStringFilter
+    private var history: [Int]
+    private let eosID: Int
+    private let bosID: Int
+    private let contextLength: Int
+    /// The position the next fed token takes.
+    private(set) var position: Int
+    private(set) var stats = GenerationStats()
+    let started = DispatchTime.now()
+
+    /// What a step decided: bytes now safe to print, the token to feed next (nil when the
+    /// sequence is finished) and, when finished, why.
+    struct Step {
+        var bytes: [UInt8]
+        var feed: Int?
+        var stop: StopReason?
+    }
+
+    init(request: GenerationRequest, tokenizer: Tokenizer, config: ModelConfig) {
+        self.request = request
+        sampler = Sampler(parameters: request.sampling, vocabSize: config.vocabSize)
+        detokenizer = StreamingDetokenizer(tokenizer: tokenizer, previous: request.prompt.last)
+        stopFilter = StopStringFilter(stopStrings: request.stopStrings)
+        history = request.prompt
+        eosID = tokenizer.eosID
+        bosID = tokenizer.bosID
+        contextLength = config.contextLength
+        position = request.prompt.count
+        stats.promptTokens = request.prompt.count
+        stats.seed = sampler.seed
+    }
+
+    mutating func recordPromptTime(_ seconds: Double) { stats.promptSeconds = seconds }
+
+    /// Samples the next token from the logits at `offset` of `logits` and applies the stop rules.
+    mutating func step(logits: FloatBuffer, offset: Int) -> Step {
+        if request.maxNewTokens >= 0 && stats.generatedTokens >= request.maxNewTokens { return finish(.length) }
+        let next = sampler.sample(logits, offset: offset, history: history[...])
+        if !request.ignoreEOS && (next == eosID || next == bosID) { return finish(.eos) }
+        stats.generatedTokens += 1
+        stats.tokens.append(next)
+        history.append(next)
+        let (bytes, stopped) = stopFilter.push(detokenizer.append(next))
+        if stopped { return finish(.stop, before: bytes) }
+        if position >= contextLength { return finish(.context, before: bytes) }
+        position += 1
+        return Step(bytes: bytes, feed: next, stop: nil)
+    }
+
+    /// Ends the sequence (also used for interruption); releases held-back text unless a stop
+    /// string matched.
+    mutating func finish(_ reason: StopReason, before bytes: [UInt8] = []) -> Step {
+        var out = bytes
+        var stop = reason
+        if reason != .stop {
+            let (tail, stopped) = stopFilter.push(detokenizer.finish(), final: true)
+            out += tail
+            if stopped { stop = .stop }
+        }
+        stats.stopReason = stop
+        stats.generateSeconds = seconds(from: started, to: DispatchTime.now()) - stats.promptSeconds
+        return Step(bytes: out, feed: nil, stop: stop)
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Quill
+
+/// `quill bench`: a llama-bench style table of prompt and generation speed.
+func runBench(_ o: BenchOptions) throws -> ExitStatus {
+    let threads = o.threads ?? ModelLoader.physicalCoreCount()
+    ModelLoader.setBLASThreads(threads)
+    let stderr = OutputStream.standardError
+    var temporary: String?
+    defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
+    let modelPath: String
+    let label: String
+    if let shape = o.shape ?? (o.modelPath == nil ? "15m" : nil) {
+        let config = Benchmark.shape(named: shape)!
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("quill-bench-\(shape)-\(getpid()).bin").path
+        stderr.write("writing a random-weight \(shape) checkpoint (\(o.quantize ? "Q8_0" : "float32")) to \(path)\n")
+        try Benchmark.writeRandomCheckpoint(config: config, format: o.quantize ? .version2(groupSize: 64) : .version1, to: path)
+        temporary = path
+        modelPath = path
+        label = "random \(shape)"
+    } else {
+        modelPath = o.modelPath!
+        label = URL(fileURLWithPath: modelPath).lastPathComponent
+    }
+    var checkpoint = try Checkpoint(path: modelPath)
+    if o.quantize && o.shape == nil && checkpoint.format.version != 2 {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("quill-bench-q8-\(getpid()).bin").path
+        try Quantizer.quantize(checkpoint, groupSize: 64, to: path)
+        temporary = path
+        checkpoint = try Checkpoint(path: path)
+    }
+    stderr.write("measuring memory bandwidth...\n")
+    let bandwidth = Benchmark.memoryBandwidth(threads: threads)
+    let transformer = Transformer(checkpoint: checkpoint, maxRows: max(o.batchSize, o.parallel, 1), threads: threads)
+    let ttft = Benchmark.timeToFirstToken(checkpoint, threads: threads)
+
+    struct Row { let test: String; let values: [Double]; let bytesPerToken: Int? }
+    var rows: [Row] = []
+    if o.promptTokens > 0 {
+        let tokens = min(o.promptTokens, checkpoint.config.contextLength)
+        rows.append(Row(test: "pp\(tokens)", values: Benchmark.promptSpeed(transformer, tokens: tokens, repetitions: o.repetitions), bytesPerToken: nil))
+    }
+    if o.generateTokens > 0 {
+        let tokens = min(o.generateTokens, checkpoint.config.contextLength)
+        let bytes = Benchmark.bytesReadPerToken(checkpoint, position: tokens / 2)
+        rows.append(Row(test: "tg\(tokens)", values: Benchmark.generationSpeed(transformer, tokens: tokens, repetitions: o.repetitions), bytesPerToken: bytes))
+        if o.parallel > 1 {
+            let speeds = Benchmark.parallelSpeed(transformer, sequences: o.parallel, tokens: tokens, repetitions: o.repetitions)
+            rows.append(Row(test: "tg\(tokens) x\(o.parallel)", values: speeds, bytesPerToken: nil))
+        }
+    }
+    let rss = Benchmark.peakResidentBytes()
+    let c = checkpoint.config
+    let quantization = checkpoint.format.version == 2 ? "Q8_0" : "F32"
+    if o.json {
+        let json = JSON.object([
+            ("model", .string(label)), ("format", .string(quantization)), ("bytes", .int(checkpoint.byteCount)),
+            ("parameters", .int(c.parameterCount)), ("threads", .int(threads)), ("batch", .int(o.batchSize)),
+            ("bandwidth_gb_s", .number(bandwidth / 1e9, decimals: 2)), ("peak_rss_bytes", .int(rss)),
+            ("ttft_ms", .number(ttft * 1000, decimals: 2)),
+            ("tests", .array(rows.map { row in
+                var fields: [(String, JSON)] = [
+                    ("test", .string(row.test)), ("tokens_per_second_median", .number(row.values.median, decimals: 2)),
+                    ("tokens_per_second_min", .number(row.values.min()!, decimals: 2)),
+                    ("tokens_per_second_max", .number(row.values.max()!, decimals: 2)),
+                    ("repetitions", .array(row.values.map { .number($0, decimals: 2) })),
+                ]
+                if let bytes = row.bytesPerToken {
+                    fields.append(("bytes_per_token", .int(bytes)))
+                    fields.append(("bandwidth_share", .number(Double(bytes) * row.values.median / bandwidth, decimals: 4)))
+                }
+                return .object(fields)
+            })),
+        ])
+        OutputStream.standardOutput.write(json.encoded + "\n")
+        return .success
+    }
+    var out = String(format: "model %@, %@, %.1f MB, %.1fM parameters; %d threads, batch %d; memory bandwidth %.1f GB/s; peak RSS %.1f MB; time to first token %.1f ms\n",
+                     label, quantization, Double(checkpoint.byteCount) / 1e6, Double(c.parameterCount) / 1e6, threads,
+                     o.batchSize, bandwidth / 1e9, Double(rss) / 1e6, ttft * 1000)
+    out += "| test | tokens/s (median) | min | max | reps | bytes/token | bandwidth |\n"
+    out += "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+    for row in rows {
+        let bytes = row.bytesPerToken.map { String(format: "%.1f MB", Double($0) / 1e6) } ?? ""
+        let share = row.bytesPerToken.map { String(format: "%.0f%%", Double($0) * row.values.median / bandwidth * 100) } ?? ""
+        out += String(format: "| %@ | %.2f | %.2f | %.2f | %d | %@ | %@ |\n", row.test, row.values.median,
+                      row.values.min()!, row.values.max()!, row.values.count, bytes, share)
+    }
+    OutputStream.standardOutput.write(out)
+    return .success
+}
