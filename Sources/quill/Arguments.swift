@@ -56,7 +56,8 @@ struct InfoOptions {
 struct QuantizeOptions {
     var input = ""
     var output = ""
-    var groupSize = 64
+    /// nil: 64, or the largest power of two below it that divides dim and hidden_dim.
+    var groupSize: Int?
 }
 
 /// `quill bench`: prompt and generation speed in a llama-bench style table.

@@ -36,9 +36,15 @@ private func parseLine(
             }
             guard let prompt = object["prompt"] as? String else { throw InputError("'prompt' must be a string") }
             promptText = prompt
+            // JSONSerialization gives NSNumber for numbers and booleans alike; a boolean's
+            // Objective-C type code is "c".
+            func isBoolean(_ value: Any) -> Bool {
+                guard let n = value as? NSNumber else { return false }
+                return String(cString: n.objCType) == "c"
+            }
             func number(_ key: String) throws -> Double? {
                 guard let value = object[key] else { return nil }
-                guard !(value is Bool), let n = value as? NSNumber else { throw InputError("'\(key)' must be a number") }
+                guard !isBoolean(value), let n = value as? NSNumber else { throw InputError("'\(key)' must be a number") }
                 return n.doubleValue
             }
             func integer(_ key: String) throws -> Int? {
@@ -61,7 +67,7 @@ private func parseLine(
                 request.sampling.seed = v == -1 ? nil : UInt64(v)
             }
             if let value = object["ignore_eos"] {
-                guard let flag = value as? Bool else { throw InputError("'ignore_eos' must be true or false") }
+                guard isBoolean(value), let flag = value as? Bool else { throw InputError("'ignore_eos' must be true or false") }
                 request.ignoreEOS = flag
             }
             if let value = object["stop"] {

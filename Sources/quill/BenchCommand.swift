@@ -25,7 +25,7 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
     var checkpoint = try Checkpoint(path: modelPath)
     if o.quantize && o.shape == nil && checkpoint.format.version != 2 {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("quill-bench-q8-\(getpid()).bin").path
-        try Quantizer.quantize(checkpoint, groupSize: 64, to: path)
+        try Quantizer.quantize(checkpoint, groupSize: Quantizer.defaultGroupSize(for: checkpoint.config), to: path)
         temporary = path
         checkpoint = try Checkpoint(path: path)
     }

@@ -146,9 +146,10 @@ func runInfo(_ o: InfoOptions) throws -> ExitStatus {
 func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
     let start = DispatchTime.now()
     let checkpoint = try Checkpoint(path: o.input)
+    let groupSize = o.groupSize ?? Quantizer.defaultGroupSize(for: checkpoint.config)
     let temporary = o.output + ".partial"
     do {
-        try Quantizer.quantize(checkpoint, groupSize: o.groupSize, to: temporary)
+        try Quantizer.quantize(checkpoint, groupSize: groupSize, to: temporary)
         if FileManager.default.fileExists(atPath: o.output) { try FileManager.default.removeItem(atPath: o.output) }
         try FileManager.default.moveItem(atPath: temporary, toPath: o.output)
     } catch {
@@ -158,7 +159,7 @@ func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
     let written = try Checkpoint(path: o.output)  // re-read: the file must load
     OutputStream.standardError.write(String(
         format: "quantized %@ (%@ bytes) → %@ (%@ bytes, Q8_0 group %d) in %.1f s\n", o.input,
-        groupedCount(checkpoint.byteCount), o.output, groupedCount(written.byteCount), o.groupSize, seconds(since: start)))
+        groupedCount(checkpoint.byteCount), o.output, groupedCount(written.byteCount), groupSize, seconds(since: start)))
     return .success
 }
 

@@ -1,5 +1,15 @@
+import QuillKernels
+
 /// Writes an int8 (Q8_0, llama2.c version 2) copy of a float32 checkpoint.
 public enum Quantizer {
+    /// 64, or the largest smaller power of two dividing both dim and hidden_dim (stories260K's
+    /// hidden_dim 172 allows only 4).
+    public static func defaultGroupSize(for config: ModelConfig) -> Int {
+        var size = 64
+        while size > 1 && (config.dim % size != 0 || config.hiddenDim % size != 0) { size /= 2 }
+        return size
+    }
+
     public static func quantize(_ checkpoint: Checkpoint, groupSize: Int, to path: String) throws {
         let c = checkpoint.config
         guard checkpoint.format.version != 2 else {
@@ -39,7 +49,6 @@ extension Checkpoint {
     }
 }
 
-import QuillKernels
 
 private func matrixValues(_ w: WeightMatrix) -> [Float] {
     if case .float32(let view) = w.storage { return view.array }
