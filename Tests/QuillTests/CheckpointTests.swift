@@ -37,6 +37,42 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// llama2.c's export.py writes each tensor's int8 values followed by its scales; Quill writes
+    /// (and formats.md describes) all values first. Both files have the same size, and both load.
+    func testQ8InterleavedLayoutOfLlama2cLoadsTheSameWeights() throws {
+        let folder = try temporaryFolder(self)
+        let config = ModelConfig.tinyGQA
+        let weights = RandomWeights(config: config, seed: 3)
+        let groupSize = 16
+        let valuesFirst = try Checkpoint(path: try weights.write(to: folder, name: "a.bin", format: .version2(groupSize: groupSize)))
+        var data = try Data(contentsOf: URL(fileURLWithPath: folder.appendingPathComponent("a.bin").path)).prefix(256)
+        func floats(_ v: [Float]) -> Data { v.withUnsafeBufferPointer { Data(buffer: $0) } }
+        for name in [TensorName.attentionNorm, .ffnNorm] {
+            for l in 0..<config.layerCount { data += floats(weights.values(name, l)) }
+        }
+        data += floats(weights.values(.finalNorm, 0))
+        var tensors: [(TensorName, Int)] = [(.tokenEmbedding, 0)]
+        for name in [TensorName.wq, .wk, .wv, .wo, .w1, .w2, .w3] { for l in 0..<config.layerCount { tensors.append((name, l)) } }
+        tensors.append((.classifier, 0))
+        for (name, layer) in tensors {
+            let (q, scales) = CheckpointWriter.quantizeQ8(weights.values(name, layer), groupSize: groupSize)
+            data += q.withUnsafeBufferPointer { Data(buffer: $0) }
+            data += floats(scales)
+        }
+        let path = folder.appendingPathComponent("interleaved.bin").path
+        try data.write(to: URL(fileURLWithPath: path))
+        let interleaved = try Checkpoint(path: path)
+        XCTAssertEqual(interleaved.byteCount, valuesFirst.byteCount)
+        for l in 0..<config.layerCount {
+            for row in [0, 7] {
+                XCTAssertEqual(interleaved.layers[l].w2.rowValues(row), valuesFirst.layers[l].w2.rowValues(row))
+                XCTAssertEqual(interleaved.layers[l].wk.rowValues(row), valuesFirst.layers[l].wk.rowValues(row))
+            }
+        }
+        XCTAssertEqual(interleaved.classifier.rowValues(66), valuesFirst.classifier.rowValues(66))
+        XCTAssertEqual(interleaved.tokenEmbedding.rowValues(1), valuesFirst.tokenEmbedding.rowValues(1))
+    }
+
     func testRealLegacyCheckpointHeader() throws {
         let checkpoint = try Checkpoint(path: try TestPaths.shared("stories260K.bin"))
         XCTAssertEqual(checkpoint.format, .version0)

@@ -122,7 +122,11 @@ public struct Checkpoint: Sendable {
                                  headCount: fields[3], kvHeadCount: fields[4], vocabSize: vocab,
                                  contextLength: fields[6], sharedClassifier: shared)
         try Checkpoint.validate(config, format: format, path: path)
-        let layout = try CheckpointLayout(config: config, format: format, path: path)
+        var layout = try CheckpointLayout(config: config, format: format, path: path)
+        if case .version2(let groupSize) = format, layout.byteCount == file.byteCount,
+           Checkpoint.looksInterleaved(file, config: config, groupSize: groupSize) {
+            layout = try CheckpointLayout(config: config, format: format, path: path, order: .interleaved)
+        }
         guard layout.byteCount == file.byteCount else {
             throw fail("file is \(groupedDigits(file.byteCount)) bytes but its header (dim \(config.dim), "
                        + "\(config.layerCount) layers, vocab \(config.vocabSize)) needs \(groupedDigits(layout.byteCount))")
@@ -146,6 +150,18 @@ public struct Checkpoint: Sendable {
         }
         finalNorm = tensors.vector(.finalNorm, layer: 0)
         classifier = shared ? tokenEmbedding : tensors.matrix(.classifier, layer: 0)
+    }
+
+    /// Both Q8_0 layouts have the same size. In llama2.c's own (interleaved) one, the bytes after
+    /// the embedding's int8 values are its scales: small non-negative floats. In the values-first
+    /// layout they are wq's int8 values, which read as such floats by chance with probability
+    /// far below 1e-6 over 16 of them.
+    static func looksInterleaved(_ file: MappedFile, config c: ModelConfig, groupSize: Int) -> Bool {
+        let start = versionedHeaderSize + (2 * c.layerCount + 1) * c.dim * 4 + c.vocabSize * c.dim
+        let count = min(16, c.vocabSize * c.dim / groupSize)
+        guard start + count * 4 <= file.byteCount else { return false }
+        let scales = file.floats(at: start, count: count).array
+        return scales.allSatisfy { $0.isFinite && $0 >= 0 && $0 < 1e3 && ($0 == 0 || $0 > 1e-12) } && scales.contains { $0 > 0 }
     }
 
     static func validate(_ c: ModelConfig, format: CheckpointFormat, path: String) throws(CheckpointError) {

@@ -15,16 +15,28 @@ struct CheckpointLayout {
         var perLayer: Int      // elements per layer (or the whole tensor when not layered)
         var rows: Int
         var cols: Int
+        var layerStride = 0    // Q8_0 only: bytes from one layer's int8 values (and scales) to the next
     }
 
     let config: ModelConfig
     let format: CheckpointFormat
+    let order: QuantizedOrder
     private(set) var entries: [TensorName: Entry] = [:]
     private(set) var byteCount = 0
 
-    init(config c: ModelConfig, format: CheckpointFormat, path: String) throws(CheckpointError) {
+    /// How a version 2 file orders int8 values and scales.
+    enum QuantizedOrder {
+        /// All tensors' int8 values, then all scales (../shared/docs/formats.md; what Quill writes).
+        case valuesThenScales
+        /// Each tensor (each layer of it) as its values followed by its scales (llama2.c's export.py).
+        case interleaved
+    }
+
+    init(config c: ModelConfig, format: CheckpointFormat, path: String,
+         order: QuantizedOrder = .valuesThenScales) throws(CheckpointError) {
         self.config = c
         self.format = format
+        self.order = order
         let impossible = CheckpointError(
             path: path, problem: "header (dim \(c.dim), \(c.layerCount) layers, vocab \(c.vocabSize)) implies an impossible size")
         func product(_ values: Int...) throws(CheckpointError) -> Int {
@@ -74,16 +86,28 @@ struct CheckpointLayout {
                 entries[name] = Entry(offset: cursor, scaleOffset: 0, perLayer: perLayer, rows: rows, cols: cols)
                 cursor += try product(layers, perLayer, 4)
             }
-            // All int8 values first, then all scales, each in tensor order.
             let quantized = matrices + classifier
-            for (name, layers, rows, cols) in quantized {
-                let perLayer = try product(rows, cols)
-                entries[name] = Entry(offset: cursor, scaleOffset: 0, perLayer: perLayer, rows: rows, cols: cols)
-                cursor += try product(layers, perLayer)
-            }
-            for (name, layers, _, _) in quantized {
-                entries[name]!.scaleOffset = cursor
-                cursor += try product(layers, entries[name]!.perLayer / groupSize, 4)
+            switch order {
+            case .valuesThenScales:
+                // All int8 values first, then all scales, each in tensor order.
+                for (name, layers, rows, cols) in quantized {
+                    let perLayer = try product(rows, cols)
+                    entries[name] = Entry(offset: cursor, scaleOffset: 0, perLayer: perLayer, rows: rows, cols: cols,
+                                          layerStride: perLayer)
+                    cursor += try product(layers, perLayer)
+                }
+                for (name, layers, _, _) in quantized {
+                    entries[name]!.scaleOffset = cursor
+                    cursor += try product(layers, entries[name]!.perLayer / groupSize, 4)
+                }
+            case .interleaved:
+                for (name, layers, rows, cols) in quantized {
+                    let perLayer = try product(rows, cols)
+                    let stride = perLayer + perLayer / groupSize * 4
+                    entries[name] = Entry(offset: cursor, scaleOffset: cursor + perLayer, perLayer: perLayer, rows: rows,
+                                          cols: cols, layerStride: stride)
+                    cursor += try product(layers, stride)
+                }
             }
         }
         guard cursor < 1 << 52 else { throw impossible }
@@ -111,8 +135,9 @@ struct CheckpointLayout {
             case .version2(let groupSize):
                 let groups = e.perLayer / groupSize
                 return WeightMatrix(rows: e.rows, cols: e.cols, storage: .q8(
-                    values: file.int8s(at: e.offset + layer * e.perLayer, count: e.perLayer),
-                    scales: file.floats(at: e.scaleOffset + layer * groups * 4, count: groups),
+                    values: file.int8s(at: e.offset + layer * e.layerStride, count: e.perLayer),
+                    scales: file.floats(at: e.scaleOffset + layer * (layout.order == .interleaved ? e.layerStride : groups * 4),
+                                        count: groups),
                     groupSize: groupSize))
             }
         }
