@@ -9,31 +9,122 @@ public enum Kernels {
     /// Y (n, W.rows) = X (n, W.cols) · Wᵀ, with X starting at `inputOffset` and Y at
     /// `outputOffset`. One row uses sgemv (memory-bound); several use sgemm, which reads each
     /// weight once for the whole block. Int8 weights need `scratch` for their quantized input.
+    /// With a `pool`, the weight rows are split into chunks computed in parallel.
     public static func matmul(
         _ w: WeightMatrix, input x: FloatBuffer, inputOffset: Int = 0, rows n: Int,
-        output y: FloatBuffer, outputOffset: Int = 0, scratch: QuantizedScratch? = nil
+        output y: FloatBuffer, outputOffset: Int = 0, scratch: QuantizedScratch? = nil, pool: WorkerPool? = nil
+    ) {
+        fusedMatmul(Products(MatmulTarget(w, y, outputOffset)), input: x, inputOffset: inputOffset, rows: n,
+                    scratch: scratch, pool: pool)
+    }
+
+    /// A product's weights and where its output goes.
+    public struct MatmulTarget: Sendable {
+        let weights: WeightMatrix
+        let output: FloatBuffer
+        let offset: Int
+        public init(_ weights: WeightMatrix, _ output: FloatBuffer, _ offset: Int = 0) {
+            self.weights = weights
+            self.output = output
+            self.offset = offset
+        }
+    }
+
+    /// Up to three products of one input, as a value (no array on the hot path).
+    public struct Products: Sendable {
+        let a: MatmulTarget, b: MatmulTarget?, c: MatmulTarget?
+        public init(_ a: MatmulTarget, _ b: MatmulTarget? = nil, _ c: MatmulTarget? = nil) {
+            self.a = a
+            self.b = b
+            self.c = c
+        }
+        var count: Int { c != nil ? 3 : b != nil ? 2 : 1 }
+        subscript(i: Int) -> MatmulTarget { i == 0 ? a : i == 1 ? b! : c! }
+    }
+
+    /// Several products of the same input (q, k, v; or gate and up) in one parallel region:
+    /// Y_i (n, W_i.rows) = X (n, cols) · W_iᵀ for each target.
+    public static func fusedMatmul(
+        _ products: Products, input x: FloatBuffer, inputOffset: Int = 0, rows n: Int,
+        scratch: QuantizedScratch? = nil, pool: WorkerPool? = nil
     ) {
         precondition(n >= 1, "matmul needs at least one row")
-        precondition(inputOffset >= 0 && inputOffset + n * w.cols <= x.count, "matmul input out of bounds")
-        precondition(outputOffset >= 0 && outputOffset + n * w.rows <= y.count, "matmul output out of bounds")
+        let cols = products.a.weights.cols
+        precondition(inputOffset >= 0 && inputOffset + n * cols <= x.count, "matmul input out of bounds")
+        var quantizedInput = false
+        for i in 0..<products.count {
+            let (w, y, offset) = (products[i].weights, products[i].output, products[i].offset)
+            precondition(w.cols == cols, "fused products need the same input size")
+            precondition(offset >= 0 && offset + n * w.rows <= y.count, "matmul output out of bounds")
+            if case .q8(_, _, let groupSize) = w.storage {
+                guard let scratch else { preconditionFailure("int8 weights need a QuantizedScratch") }
+                if !quantizedInput {
+                    QuantizedKernels.quantizeInput(x.pointer + inputOffset, rows: n, cols: cols, groupSize: groupSize, scratch: scratch)
+                    quantizedInput = true
+                }
+            }
+        }
+        // Chunks of weight rows: small enough for every worker to get several (so a slow worker
+        // hands work to the others), large enough that one chunk's weights take ≥ ~64 KB.
+        let workers = pool?.workers ?? 1
+        var chunkRows = max(16, (1 << 16) / max(1, cols * bytesPerWeight(products.a.weights)))
+        var totalRows = 0
+        for i in 0..<products.count { totalRows += products[i].weights.rows }
+        chunkRows = min(chunkRows, max(16, (totalRows + 4 * workers - 1) / (4 * workers)))
+        chunkRows = (chunkRows + 15) / 16 * 16
+        var chunkStarts = 0
+        for i in 0..<products.count { chunkStarts += (products[i].weights.rows + chunkRows - 1) / chunkRows }
         let xp = UnsafePointer(x.pointer + inputOffset)
-        let yp = y.pointer + outputOffset
+        let work = UncheckedSendable(xp)
+        let body = { (chunk: Int) in
+            var remaining = chunk
+            for i in 0..<products.count {
+                let (w, y, offset) = (products[i].weights, products[i].output, products[i].offset)
+                let chunks = (w.rows + chunkRows - 1) / chunkRows
+                if remaining >= chunks {
+                    remaining -= chunks
+                    continue
+                }
+                let begin = remaining * chunkRows, end = min(w.rows, begin + chunkRows)
+                product(w, input: work.value, rows: n, rowRange: begin..<end, output: y.pointer + offset, scratch: scratch)
+                return
+            }
+        }
+        if let pool, workers > 1, totalRows * cols * n >= 1 << 15 {
+            pool.run(chunks: chunkStarts, body)
+        } else {
+            for i in 0..<products.count {
+                let (w, y, offset) = (products[i].weights, products[i].output, products[i].offset)
+                product(w, input: xp, rows: n, rowRange: 0..<w.rows, output: y.pointer + offset, scratch: scratch)
+            }
+        }
+    }
+
+    private static func bytesPerWeight(_ w: WeightMatrix) -> Int {
+        if case .float32 = w.storage { return 4 }
+        return 1
+    }
+
+    /// Y[:, rowRange] for one weight matrix; Y is (n, W.rows) row-major.
+    private static func product(
+        _ w: WeightMatrix, input xp: UnsafePointer<Float>, rows n: Int, rowRange: Range<Int>,
+        output yp: UnsafeMutablePointer<Float>, scratch: QuantizedScratch?
+    ) {
+        let m = Int32(rowRange.count), k = Int32(w.cols), ldy = Int32(w.rows)
         switch w.storage {
         case .float32(let weights):
-            let m = Int32(w.rows), k = Int32(w.cols)
+            let wp = weights.pointer + rowRange.lowerBound * w.cols
             if n == 1 {
-                // W (out, in) · x (in) → y (out)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1, weights.pointer, k, xp, 1, 0, yp, 1)
+                // W[rows] (m, in) · x (in) → y[rows] (m)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1, wp, k, xp, 1, 0, yp + rowRange.lowerBound, 1)
             } else {
-                // X (n, in) · Wᵀ (in, out) → Y (n, out)
+                // X (n, in) · W[rows]ᵀ (in, m) → Y[:, rows] (n, m) inside Y (n, out)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), m, k, 1,
-                            xp, k, weights.pointer, k, 0, yp, m)
+                            xp, k, wp, k, 0, yp + rowRange.lowerBound, ldy)
             }
         case .q8(let values, let scales, let groupSize):
-            guard let scratch else { preconditionFailure("int8 weights need a QuantizedScratch") }
-            QuantizedKernels.matmul(
-                values: values.pointer, scales: scales.pointer, groupSize: groupSize,
-                rows: w.rows, cols: w.cols, input: xp, batch: n, output: yp, scratch: scratch)
+            QuantizedKernels.product(values: values.pointer, scales: scales.pointer, groupSize: groupSize,
+                                     rows: w.rows, cols: w.cols, batch: n, rowRange: rowRange, output: yp, scratch: scratch!)
         }
     }
 

@@ -4,7 +4,6 @@ import Quill
 /// `quill bench`: a llama-bench style table of prompt and generation speed.
 func runBench(_ o: BenchOptions) throws -> ExitStatus {
     let threads = o.threads ?? ModelLoader.physicalCoreCount()
-    ModelLoader.setBLASThreads(threads)
     let stderr = OutputStream.standardError
     var temporary: String?
     defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }

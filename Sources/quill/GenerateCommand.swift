@@ -28,7 +28,6 @@ func samplingParameters(_ options: SamplingOptions) throws(UsageError) -> Sampli
 
 func loadModel(modelFlag: String?, tokenizerFlag: String?, threads: Int?, batchSize: Int) throws -> LoadedModel {
     let threadCount = threads ?? ModelLoader.physicalCoreCount()
-    ModelLoader.setBLASThreads(threadCount)
     return try ModelLoader.load(modelPath: try resolveModelPath(modelFlag), tokenizerPath: tokenizerFlag,
                                 threads: threadCount, batchSize: batchSize)
 }

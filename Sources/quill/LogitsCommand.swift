@@ -3,7 +3,6 @@ import Quill
 /// `quill logits`: prints {"tokens": [...], "logits": [[...], ...]}, one row per position.
 func runLogits(_ options: LogitsOptions) throws -> ExitStatus {
     let threads = options.threads ?? ModelLoader.physicalCoreCount()
-    ModelLoader.setBLASThreads(threads)
     let checkpoint = try Checkpoint(path: try resolveModelPath(options.modelPath))
     let config = checkpoint.config
     if let bad = options.ids.first(where: { $0 >= config.vocabSize }) {

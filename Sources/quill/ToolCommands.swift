@@ -4,7 +4,6 @@ import Quill
 /// `quill perplexity`: NLL per token, perplexity and bits per byte of a text or id sequence.
 func runPerplexity(_ o: PerplexityOptions) throws -> ExitStatus {
     let threads = o.threads ?? ModelLoader.physicalCoreCount()
-    ModelLoader.setBLASThreads(threads)
     let modelPath = try resolveModelPath(o.modelPath)
     let checkpoint = try Checkpoint(path: modelPath)
     var tokens: [Int]

@@ -53,6 +53,24 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Rows split into chunks over workers (and fused products) give the plain-loop result.
+    func testParallelFusedMatmulMatchesPlainLoops() {
+        var random = TestValues(seed: 8)
+        let pool = WorkerPool(workers: 3)
+        for (cols, n) in [(129, 1), (97, 4)] {
+            let (ra, rb, rc) = (333, 65, 17)
+            let wa = random.array(ra * cols), wb = random.array(rb * cols), wc = random.array(rc * cols)
+            let x = random.array(n * cols)
+            let ya = FloatBuffer(count: n * ra), yb = FloatBuffer(count: 2 + n * rb), yc = FloatBuffer(count: n * rc)
+            Kernels.fusedMatmul(.init(.init(matrix(wa, rows: ra, cols: cols), ya), .init(matrix(wb, rows: rb, cols: cols), yb, 2),
+                                      .init(matrix(wc, rows: rc, cols: cols), yc)),
+                                input: FloatBuffer(x), rows: n, pool: pool)
+            assertClose(ya.array(), naiveMatmul(wa, rows: ra, cols: cols, x, n: n), tolerance: 1e-4, "a n=\(n)")
+            assertClose(yb.array(offset: 2), naiveMatmul(wb, rows: rb, cols: cols, x, n: n), tolerance: 1e-4, "b n=\(n)")
+            assertClose(yc.array(), naiveMatmul(wc, rows: rc, cols: cols, x, n: n), tolerance: 1e-4, "c n=\(n)")
+        }
+    }
+
     func testMatmulWithOffsets() {
         var random = TestValues(seed: 2)
         let w = random.array(6 * 5), x = random.array(2 * 5)
@@ -102,7 +120,7 @@ final class KernelTests: XCTestCase {
         for kernel in ["portable", "avx2", "avx512vnni"] where forceQuantizedKernel(kernel) {
         for batch in [1, n] {
             let out = FloatBuffer(count: batch * rows)
-            Kernels.matmul(w, input: FloatBuffer(x), rows: batch, output: out, scratch: QuantizedScratch(maxRows: batch, maxCols: cols, workers: 2))
+            Kernels.matmul(w, input: FloatBuffer(x), rows: batch, output: out, scratch: QuantizedScratch(maxRows: batch, maxCols: cols), pool: WorkerPool(workers: 3))
             assertClose(out.array(), reference(batch: batch), tolerance: 1e-4, "batch \(batch), kernel \(quantizedKernelName)")
             // And int8 activations stay near the float product (error ≲ Σ|w|·scale_x / 2).
             let float = naiveMatmul(dequantized, rows: rows, cols: cols, Array(x[..<(batch * cols)]), n: batch)

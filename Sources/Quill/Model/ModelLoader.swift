@@ -70,7 +70,4 @@ public enum ModelLoader {
         }
         return cores.isEmpty ? logical : min(cores.count, logical)
     }
-
-    /// Applies a thread count to BLAS (Quill's own attention threads come with the Transformer).
-    public static func setBLASThreads(_ count: Int) { BLASThreads.set(count) }
 }

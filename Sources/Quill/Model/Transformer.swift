@@ -9,7 +9,7 @@ public final class Transformer {
     public var config: ModelConfig { checkpoint.config }
     /// Most rows one forward pass processes (the prefill block size).
     public let maxRows: Int
-    /// Threads used for attention (BLAS threads are set separately, see `ThreadPolicy`).
+    /// Threads for the matrix products (rows split over a WorkerPool) and attention.
     public let threads: Int
     private let rope: RotaryTable
     private let attentionShape: Kernels.AttentionShape
@@ -25,6 +25,7 @@ public final class Transformer {
     private let hb2: FloatBuffer     // up (rows, hiddenDim)
     private let scores: FloatBuffer  // attention scratch: (threads, contextLength) or (rows, contextLength)
     private let quantizedScratch: QuantizedScratch  // int8 activations for Q8_0 weights
+    private let pool: WorkerPool                    // splits each product's rows over the threads
     /// Logits of the rows that asked for them, (maxRows, vocab).
     public let logits: FloatBuffer
 
@@ -40,6 +41,9 @@ public final class Transformer {
         self.checkpoint = checkpoint
         self.maxRows = maxRows
         self.threads = threads
+        // Quill's own workers run the BLAS calls on chunks of rows, so BLAS stays single-threaded:
+        // the two never oversubscribe the cores, and no BLAS thread spin-waits.
+        BLASThreads.set(1)
         let c = checkpoint.config
         rope = RotaryTable(contextLength: c.contextLength, headSize: c.headSize)
         attentionShape = .init(heads: c.headCount, kvHeads: c.kvHeadCount, headSize: c.headSize)
@@ -53,7 +57,8 @@ public final class Transformer {
         hb2 = FloatBuffer(count: maxRows * c.hiddenDim)
         scores = FloatBuffer(count: max(threads, maxRows) * c.contextLength)
         logits = FloatBuffer(count: maxRows * c.vocabSize)
-        quantizedScratch = QuantizedScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim), workers: threads)
+        quantizedScratch = QuantizedScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim))
+        pool = WorkerPool(workers: threads)
         tokens = Array(repeating: 0, count: maxRows)
         positions = Array(repeating: 0, count: maxRows)
         cacheOf = Array(repeating: 0, count: maxRows)
@@ -150,9 +155,9 @@ public final class Transformer {
         for (l, layer) in checkpoint.layers.enumerated() {
             // Attention block: xb = rmsnorm(x); q, k, v = W xb; rotate; cache; attend; x += wo · att.
             Kernels.rmsnorm(input: x, weight: layer.attentionNorm, rows: n, dim: dim, output: xb)
-            Kernels.matmul(layer.wq, input: xb, rows: n, output: q, scratch: quantizedScratch)  // (n, dim) · (dim, dim)ᵀ → (n, dim)
-            Kernels.matmul(layer.wk, input: xb, rows: n, output: k, scratch: quantizedScratch)  // → (n, kvDim)
-            Kernels.matmul(layer.wv, input: xb, rows: n, output: v, scratch: quantizedScratch)  // → (n, kvDim)
+            // q (n, dim), k (n, kvDim), v (n, kvDim) = xb (n, dim) · (wq, wk, wv)ᵀ in one parallel region.
+            Kernels.fusedMatmul(.init(.init(layer.wq, q), .init(layer.wk, k), .init(layer.wv, v)),
+                                input: xb, rows: n, scratch: quantizedScratch, pool: pool)
             Kernels.rope(q, rows: n, width: dim, positions: positions, table: rope)
             Kernels.rope(k, rows: n, width: kvDim, positions: positions, table: rope)
             let layerOffset = l * c.contextLength * kvDim
@@ -172,15 +177,16 @@ public final class Transformer {
                     cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
                     contextLength: c.contextLength, scores: scores, output: attention, workers: threads)
             }
-            Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: quantizedScratch)  // (n, dim) → (n, dim)
+            Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: quantizedScratch, pool: pool)  // (n, dim) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
 
             // Feed-forward block: x += w2 · (silu(w1 · h) ⊙ (w3 · h)), h = rmsnorm(x).
             Kernels.rmsnorm(input: x, weight: layer.ffnNorm, rows: n, dim: dim, output: xb)
-            Kernels.matmul(layer.w1, input: xb, rows: n, output: hb, scratch: quantizedScratch)   // → (n, hidden)
-            Kernels.matmul(layer.w3, input: xb, rows: n, output: hb2, scratch: quantizedScratch)  // → (n, hidden)
+            // gate hb (n, hidden), up hb2 (n, hidden) = xb · (w1, w3)ᵀ in one parallel region.
+            Kernels.fusedMatmul(.init(.init(layer.w1, hb), .init(layer.w3, hb2)),
+                                input: xb, rows: n, scratch: quantizedScratch, pool: pool)
             Kernels.swiglu(gate: hb, up: hb2, count: n * hidden)
-            Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: quantizedScratch)   // (n, hidden) → (n, dim)
+            Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: quantizedScratch, pool: pool)   // (n, hidden) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
         }
         guard !logitRows.isEmpty else { return }
@@ -188,6 +194,6 @@ public final class Transformer {
         let first = logitRows.lowerBound, count = logitRows.count
         x.copy(offset: first * dim, length: count * dim, to: xb, at: 0)
         Kernels.rmsnorm(input: xb, weight: checkpoint.finalNorm, rows: count, dim: dim, output: q)
-        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits, scratch: quantizedScratch)  // (count, dim) → (count, vocab)
+        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits, scratch: quantizedScratch, pool: pool)  // (count, dim) → (count, vocab)
     }
 }
