@@ -72,6 +72,8 @@ struct BenchOptions {
     var batchSize = 512
     var parallel = 8
     var json = false
+    /// Name shown for the model (set when `--shape` re-runs bench on the file it wrote).
+    var label: String?
 }
 
 /// `quill logits -m MODEL --ids 1,2,3`: every position's logits as JSON, for checking a model
@@ -489,6 +491,7 @@ private func parseBench(_ arguments: [String]) throws(UsageError) -> Invocation 
         case "-b", "--batch-size": o.batchSize = try parseBatchSize(value(), flag: flag)
         case "--parallel": o.parallel = try count(value(), flag, min: 0)
         case "--json": try noValue(flag, inline); o.json = true
+        case "--label": o.label = try value()
         default: return false
         }
         return true

@@ -94,7 +94,7 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
     let input = try readPrompt(file == "-" ? .standardInput : .file(file))
     let parallel = options.parallel ?? 8
     let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath,
-                              threads: options.threads, batchSize: max(options.batchSize, parallel))
+                              threads: options.threads, batchSize: options.batchSize, parallel: parallel)
     // Every non-empty line is a request, numbered from 0; --shard K/N keeps index mod N == K.
     var lines: [(index: Int, line: BatchLine)] = []
     var index = 0

@@ -5,32 +5,22 @@ import Quill
 func runBench(_ o: BenchOptions) throws -> ExitStatus {
     let threads = o.threads ?? ModelLoader.physicalCoreCount()
     let stderr = OutputStream.standardError
+    if o.modelPath == nil {
+        return try benchRandomShape(o, threads: threads)
+    }
+    let modelPath = o.modelPath!
+    let label = o.label ?? URL(fileURLWithPath: modelPath).lastPathComponent
     var temporary: String?
     defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
-    let modelPath: String
-    let label: String
-    if let shape = o.shape ?? (o.modelPath == nil ? "15m" : nil) {
-        let config = Benchmark.shape(named: shape)!
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("quill-bench-\(shape)-\(getpid()).bin").path
-        stderr.write("writing a random-weight \(shape) checkpoint (\(o.quantize ? "Q8_0" : "float32")) to \(path)\n")
-        try Benchmark.writeRandomCheckpoint(config: config, format: o.quantize ? .version2(groupSize: 64) : .version1, to: path)
-        temporary = path
-        modelPath = path
-        label = "random \(shape)"
-    } else {
-        modelPath = o.modelPath!
-        label = URL(fileURLWithPath: modelPath).lastPathComponent
-    }
     var checkpoint = try Checkpoint(path: modelPath)
-    if o.quantize && o.shape == nil && checkpoint.format.version != 2 {
+    if o.quantize && checkpoint.format.version != 2 {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("quill-bench-q8-\(getpid()).bin").path
         try Quantizer.quantize(checkpoint, groupSize: Quantizer.defaultGroupSize(for: checkpoint.config), to: path)
         temporary = path
         checkpoint = try Checkpoint(path: path)
     }
-    stderr.write("measuring memory bandwidth...\n")
-    let bandwidth = Benchmark.memoryBandwidth(threads: threads)
-    let transformer = Transformer(checkpoint: checkpoint, maxRows: max(o.batchSize, o.parallel, 1), threads: threads)
+    let transformer = Transformer(checkpoint: checkpoint, maxRows: max(o.batchSize, o.parallel, 1), threads: threads,
+                                  maxLogitRows: max(1, o.parallel))
     let ttft = Benchmark.timeToFirstToken(checkpoint, threads: threads)
 
     struct Row { let test: String; let values: [Double]; let bytesPerToken: Int? }
@@ -48,7 +38,10 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
             rows.append(Row(test: "tg\(tokens) x\(o.parallel)", values: speeds, bytesPerToken: nil))
         }
     }
+    // Peak RSS is read before the bandwidth test, whose 512 MB buffer is not the model's.
     let rss = Benchmark.peakResidentBytes()
+    stderr.write("measuring memory bandwidth...\n")
+    let bandwidth = Benchmark.memoryBandwidth(threads: threads)
     let c = checkpoint.config
     let quantization = checkpoint.format.version == 2 ? "Q8_0" : "F32"
     if o.json {
@@ -87,4 +80,24 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
     }
     OutputStream.standardOutput.write(out)
     return .success
+}
+
+/// `--shape`: writes a random-weight checkpoint, then measures it in a fresh process so that
+/// peak RSS counts inference only, not the arrays used to write the file.
+private func benchRandomShape(_ o: BenchOptions, threads: Int) throws -> ExitStatus {
+    let shape = o.shape ?? "15m"
+    let config = Benchmark.shape(named: shape)!
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("quill-bench-\(shape)-\(getpid()).bin").path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    OutputStream.standardError.write("writing a random-weight \(shape) checkpoint (\(o.quantize ? "Q8_0" : "float32")) to \(path)\n")
+    try Benchmark.writeRandomCheckpoint(config: config, format: o.quantize ? .version2(groupSize: 64) : .version1, to: path)
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var arguments = ["bench", "-m", path, "--label", "random \(shape)", "-p", "\(o.promptTokens)", "-n", "\(o.generateTokens)",
+                     "-r", "\(o.repetitions)", "-t", "\(threads)", "-b", "\(o.batchSize)", "--parallel", "\(o.parallel)"]
+    if o.json { arguments.append("--json") }
+    child.arguments = arguments
+    try child.run()
+    child.waitUntilExit()
+    return child.terminationStatus == 0 ? .success : .failure
 }

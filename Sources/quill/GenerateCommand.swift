@@ -26,10 +26,10 @@ func samplingParameters(_ options: SamplingOptions) throws(UsageError) -> Sampli
     return parameters
 }
 
-func loadModel(modelFlag: String?, tokenizerFlag: String?, threads: Int?, batchSize: Int) throws -> LoadedModel {
+func loadModel(modelFlag: String?, tokenizerFlag: String?, threads: Int?, batchSize: Int, parallel: Int = 1) throws -> LoadedModel {
     let threadCount = threads ?? ModelLoader.physicalCoreCount()
     return try ModelLoader.load(modelPath: try resolveModelPath(modelFlag), tokenizerPath: tokenizerFlag,
-                                threads: threadCount, batchSize: batchSize)
+                                threads: threadCount, batchSize: batchSize, parallel: parallel)
 }
 
 /// `-e`: the escapes \n, \t and \\ in a prompt typed on the command line.

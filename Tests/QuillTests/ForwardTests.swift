@@ -121,8 +121,8 @@ final class ForwardTests: XCTestCase {
         let checkpoint = try tinyCheckpoint()
         let tokens = [1, 9, 8, 7, 30, 31, 2, 60, 61, 62, 5]
         let expected = tokenByToken(Transformer(checkpoint: checkpoint), tokens)
-        for (blockSize, threads) in [(4, 1), (64, 2), (3, 3)] {
-            let transformer = Transformer(checkpoint: checkpoint, maxRows: blockSize, threads: threads)
+        for (blockSize, threads, logitRows) in [(4, 1, 4), (64, 2, 16), (3, 3, 2), (64, 2, 4)] {
+            let transformer = Transformer(checkpoint: checkpoint, maxRows: blockSize, threads: threads, maxLogitRows: logitRows)
             var seen: [[Float]] = []
             let last = transformer.prefill(tokens, startPosition: 0, cache: transformer.makeCache()) { _, logits, offset in
                 seen.append(logits.array(offset: offset, length: checkpoint.config.vocabSize))

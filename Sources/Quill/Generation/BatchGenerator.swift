@@ -19,7 +19,7 @@ public final class BatchGenerator {
     private let caches: [KVCache]
 
     public init(transformer: Transformer, tokenizer: Tokenizer, parallel: Int) {
-        precondition(parallel >= 1 && parallel <= transformer.maxRows, "parallel must fit the transformer's block")
+        precondition(parallel >= 1 && parallel <= transformer.maxLogitRows, "parallel must fit the transformer's logit rows")
         self.transformer = transformer
         self.tokenizer = tokenizer
         self.parallel = parallel

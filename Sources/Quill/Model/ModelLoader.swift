@@ -35,9 +35,10 @@ public enum ModelLoader {
     }
 
     /// Loads a checkpoint and its tokenizer (`tokenizerPath`, or the one found beside the
-    /// checkpoint), and checks that their vocabularies agree.
+    /// checkpoint), and checks that their vocabularies agree. `parallel` is how many sequences
+    /// will be decoded together.
     public static func load(
-        modelPath: String, tokenizerPath: String?, threads: Int, batchSize: Int
+        modelPath: String, tokenizerPath: String?, threads: Int, batchSize: Int, parallel: Int = 1
     ) throws -> LoadedModel {
         let start = DispatchTime.now()
         let checkpoint = try Checkpoint(path: modelPath)
@@ -51,7 +52,8 @@ public enum ModelLoader {
             throw ModelLoadError("tokenizer \(tokenizerPath) has \(tokenizer.vocabSize) pieces but model "
                                  + "\(modelPath) has a vocabulary of \(checkpoint.config.vocabSize)")
         }
-        let transformer = Transformer(checkpoint: checkpoint, maxRows: batchSize, threads: threads)
+        let transformer = Transformer(checkpoint: checkpoint, maxRows: max(batchSize, parallel), threads: threads,
+                                      maxLogitRows: max(parallel, 1))
         return LoadedModel(checkpoint: checkpoint, tokenizer: tokenizer, transformer: transformer,
                            loadSeconds: seconds(from: start, to: DispatchTime.now()))
     }

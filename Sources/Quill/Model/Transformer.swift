@@ -26,8 +26,10 @@ public final class Transformer {
     private let scores: FloatBuffer  // attention scratch: (threads, contextLength) or (rows, contextLength)
     private let quantizedScratch: QuantizedScratch  // int8 activations for Q8_0 weights
     private let pool: WorkerPool                    // splits each product's rows over the threads
-    /// Logits of the rows that asked for them, (maxRows, vocab).
+    /// Logits of the rows that asked for them, (maxLogitRows, vocab).
     public let logits: FloatBuffer
+    /// Most rows whose logits one call holds (and most sequences `decode` takes).
+    public let maxLogitRows: Int
 
     // Per-row tables, reused between calls.
     private var tokens: [Int]
@@ -36,7 +38,9 @@ public final class Transformer {
     private var keyCaches: [FloatBuffer] = []
     private var valueCaches: [FloatBuffer] = []
 
-    public init(checkpoint: Checkpoint, maxRows: Int = 64, threads: Int = 1) {
+    /// `maxRows` is the prefill block size; `maxLogitRows` (default min(maxRows, 16)) bounds the
+    /// logits held at once, which for a 32000-token vocabulary is 128 KB a row.
+    public init(checkpoint: Checkpoint, maxRows: Int = 64, threads: Int = 1, maxLogitRows: Int? = nil) {
         precondition(maxRows >= 1 && threads >= 1)
         self.checkpoint = checkpoint
         self.maxRows = maxRows
@@ -56,7 +60,8 @@ public final class Transformer {
         hb = FloatBuffer(count: maxRows * c.hiddenDim)
         hb2 = FloatBuffer(count: maxRows * c.hiddenDim)
         scores = FloatBuffer(count: max(threads, maxRows) * c.contextLength)
-        logits = FloatBuffer(count: maxRows * c.vocabSize)
+        self.maxLogitRows = min(maxRows, max(1, maxLogitRows ?? 16))
+        logits = FloatBuffer(count: self.maxLogitRows * c.vocabSize)
         quantizedScratch = QuantizedScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim))
         pool = WorkerPool(workers: threads)
         tokens = Array(repeating: 0, count: maxRows)
@@ -77,7 +82,8 @@ public final class Transformer {
         positions[0] = position
         cacheOf[0] = 0
         setCaches(single: cache)
-        run(rows: 1, logitRows: 0..<1)
+        run(rows: 1, blockStart: nil)
+        computeLogits(rows: 0..<1)
         return logits
     }
 
@@ -101,13 +107,20 @@ public final class Transformer {
                 cacheOf[r] = 0
             }
             let isLast = start + n == input.count
-            let wanted = everyPosition != nil ? 0..<n : (isLast ? n - 1..<n : n..<n)
-            run(rows: n, logitRows: wanted, blockStart: startPosition + start)
+            run(rows: n, blockStart: startPosition + start)
             if let everyPosition {
-                for r in 0..<n { everyPosition(start + r, logits, r * config.vocabSize) }
-            }
-            if isLast && everyPosition != nil && n > 1 {
-                logits.copy(offset: (n - 1) * config.vocabSize, length: config.vocabSize, to: logits, at: 0)
+                // Logits in chunks of maxLogitRows rows; the chunk holding the last row is computed last.
+                for first in stride(from: 0, to: n, by: maxLogitRows) {
+                    let rows = first..<min(n, first + maxLogitRows)
+                    computeLogits(rows: rows)
+                    for r in rows { everyPosition(start + r, logits, (r - first) * config.vocabSize) }
+                }
+                if isLast {
+                    let lastRow = (n - 1) % maxLogitRows
+                    logits.copy(offset: lastRow * config.vocabSize, length: config.vocabSize, to: logits, at: 0)
+                }
+            } else if isLast {
+                computeLogits(rows: n - 1..<n)
             }
             start += n
         }
@@ -119,7 +132,7 @@ public final class Transformer {
     @discardableResult
     public func decode(batchTokens: [Int], batchPositions: [Int], caches: [KVCache]) -> FloatBuffer {
         let n = batchTokens.count
-        precondition(n >= 1 && n <= maxRows && batchPositions.count == n && caches.count == n)
+        precondition(n >= 1 && n <= maxLogitRows && batchPositions.count == n && caches.count == n)
         keyCaches.removeAll(keepingCapacity: true)
         valueCaches.removeAll(keepingCapacity: true)
         for r in 0..<n {
@@ -129,7 +142,8 @@ public final class Transformer {
             keyCaches.append(caches[r].keys)
             valueCaches.append(caches[r].values)
         }
-        run(rows: n, logitRows: 0..<n)
+        run(rows: n, blockStart: nil)
+        computeLogits(rows: 0..<n)
         return logits
     }
 
@@ -140,11 +154,10 @@ public final class Transformer {
         valueCaches.append(cache.values)
     }
 
-    /// The forward pass for rows 0..<n of the row tables; writes the logits of `logitRows`
-    /// to the start of `logits`, one row after another.
+    /// The layers for rows 0..<n of the row tables, leaving each row's final residual in `x`.
     /// `blockStart`, when given, says the rows are consecutive positions `blockStart ..< blockStart + n`
     /// of the first cache (a prefill block), which lets attention run as matrix products.
-    private func run(rows n: Int, logitRows: Range<Int>, blockStart: Int? = nil) {
+    private func run(rows n: Int, blockStart: Int?) {
         let c = config
         let dim = c.dim, kvDim = c.kvDim, hidden = c.hiddenDim
         for r in 0..<n {
@@ -189,9 +202,14 @@ public final class Transformer {
             Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: quantizedScratch, pool: pool)   // (n, hidden) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
         }
-        guard !logitRows.isEmpty else { return }
-        // Only the rows whose logits are wanted go through the final norm and the classifier.
-        let first = logitRows.lowerBound, count = logitRows.count
+    }
+
+    /// Final norm and classifier for `rows` of the last `run` (at most maxLogitRows), written to
+    /// the start of `logits` one row after another. Rows whose logits nobody wants skip this.
+    private func computeLogits(rows: Range<Int>) {
+        precondition(rows.count <= maxLogitRows, "too many logit rows at once")
+        let dim = config.dim
+        let first = rows.lowerBound, count = rows.count
         x.copy(offset: first * dim, length: count * dim, to: xb, at: 0)
         Kernels.rmsnorm(input: xb, weight: checkpoint.finalNorm, rows: count, dim: dim, output: q)
         Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits, scratch: quantizedScratch, pool: pool)  // (count, dim) → (count, vocab)
