@@ -315,25 +315,22 @@ func parseBatchSize(_ text: String, flag: String) throws(UsageError) -> Int {
 }
 
 private func parseLogits(_ arguments: [String]) throws(UsageError) -> Invocation {
-    var scanner = ArgumentScanner(arguments)
-    var options = LogitsOptions()
-    while let item = scanner.next() {
-        switch item {
-        case .positional(let text):
-            throw UsageError("logits: unexpected argument '\(text)'")
-        case .flag(let flag, let inline):
-            switch flag {
-            case "-h", "--help": return .help
-            case "-m", "--model": options.modelPath = try nonEmpty(scanner.value(for: flag, inline: inline), flag: flag)
-            case "--ids": options.ids = try parseIDs(scanner.value(for: flag, inline: inline), flag: flag)
-            case "-t", "--threads": options.threads = try parseThreads(scanner.value(for: flag, inline: inline), flag: flag)
-            case "-b", "--batch-size": options.batchSize = try parseBatchSize(scanner.value(for: flag, inline: inline), flag: flag)
-            default: throw UsageError("logits: unknown option '\(flag)'")
-            }
+    var o = LogitsOptions()
+    let help = try scanSubcommand("logits", arguments, positional: { text throws(UsageError) in
+        throw UsageError("logits: unexpected argument '\(text)'")
+    }) { flag, value, _ throws(UsageError) in
+        switch flag {
+        case "-m", "--model": o.modelPath = try nonEmpty(value(), flag: flag)
+        case "--ids": o.ids = try parseIDs(value(), flag: flag)
+        case "-t", "--threads": o.threads = try parseThreads(value(), flag: flag)
+        case "-b", "--batch-size": o.batchSize = try parseBatchSize(value(), flag: flag)
+        default: return false
         }
+        return true
     }
-    guard !options.ids.isEmpty else { throw UsageError("logits: give the token ids with --ids 1,2,3") }
-    return .logits(options)
+    if help { return .help }
+    guard !o.ids.isEmpty else { throw UsageError("logits: give the token ids with --ids 1,2,3") }
+    return .logits(o)
 }
 
 /// "K/N" with 0 ≤ K < N.

@@ -1,8 +1,9 @@
-let quillVersion = "0.1.0"
+let quillVersion = "0.2.0"
 
 let usageText = """
 usage: quill [options] [PROMPT]
-       quill logits -m MODEL --ids 1,2,3
+       quill --batch FILE [options]
+       quill perplexity|tokenize|detokenize|info|quantize|bench|logits ...
 
 Generates text from a llama2.c checkpoint. The prompt comes from PROMPT, -p, -f, or stdin
 when none is given and stdin is not a terminal. Generated text goes to stdout; errors and
@@ -15,22 +16,44 @@ model:
 prompt:
   -p, --prompt TEXT       the prompt ('-' reads stdin)
   -f, --file FILE         read the prompt from FILE ('-' is stdin); one final newline is dropped
+  -e, --escape            turn \\n, \\t, \\\\ in -p/PROMPT into characters (never in files or stdin)
+  --echo                  print the prompt before the generated text
 generation:
   -n, --n-predict N       new tokens to generate (default -1: until end of story or context)
   --temp T                temperature, 0 = greedy (default 0.8)
   --top-k K               keep the K most likely tokens, 0 = off (default 40)
   --top-p P               nucleus sampling in (0, 1], 1 = off (default 0.95)
   --min-p P               drop tokens below P × the best one's probability, 0 = off (default 0.05)
+  --repeat-penalty R      penalise recently seen tokens, 1 = off (default 1)
+  --repeat-last-n N       tokens the penalty looks back on, -1 = context, 0 = off (default 64)
   -s, --seed N            random seed (default -1: random, reported by --verbose)
+  -r, --reverse-prompt S  stop when the text contains S (also --stop; repeatable)
+  --ignore-eos            keep generating past end of sequence
+output:
+  --json                  one JSON object instead of streamed text
+  --verbose               load time, tokens/s, seed and stop reason on stderr
+batch:
+  --batch FILE            one request per line (text, or JSON with "prompt" and options); '-' is stdin
+  --parallel N            sequences decoded together (default 8)
+  --shard K/N             only lines whose index mod N is K
+  --no-progress           no progress line on stderr
 performance:
   -t, --threads N         threads (default: physical cores)
   -b, --batch-size N      prompt tokens per forward block (default 64)
 other:
-  --verbose               load time, tokens/s, seed and stop reason on stderr
   -h, --help              this help
   --version               the version
 
-Sampling order: top-k → top-p → min-p → temperature → draw.
+subcommands:
+  quill perplexity -m M (-f FILE | --ids 1,2,3 | --ids-file F) [--stride N] [--json [--per-token]]
+  quill tokenize [-z TOK | -m M] [TEXT | -f FILE | stdin] [--ids | --pieces | --json] [--no-bos]
+  quill detokenize [-z TOK | -m M] [IDS | -f FILE | stdin]
+  quill info [-m] M [--json]
+  quill quantize IN OUT [--group-size N]
+  quill bench [--shape 15m|42m|110m | -m M] [--q8] [-p 512] [-n 128] [-r 5] [-t N] [-b 512] [--parallel 8] [--json]
+  quill logits -m M --ids 1,2,3
+
+Sampling order: repetition penalty → top-k → top-p → min-p → temperature → draw.
 Exit status: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C).
 
 """

@@ -148,6 +148,13 @@ final class CLITests: XCTestCase {
             (["one", "two"], "quill: expected at most one prompt argument, got 2 (quote the prompt)"),
             (["-p", "a", "-f", "b"], "quill: give the prompt once: as an argument, -p, -f or stdin"),
             (["--verbose=yes"], "quill: --verbose takes no value"),
+            (["--parallel", "4"], "quill: --parallel needs --batch"),
+            (["--batch", "x", "--shard", "3/3"], "quill: --shard expects K/N with 0 ≤ K < N, got '3/3'"),
+            (["perplexity", "-m", "m.bin"], "quill: perplexity: give exactly one of -f FILE, --ids or --ids-file"),
+            (["perplexity", "--ids", "1,x"], "quill: --ids expects comma-separated token ids ≥ 0, got 'x'"),
+            (["bench", "--shape", "7b"], "quill: --shape must be 15m, 42m or 110m, got '7b'"),
+            (["quantize", "in.bin"], "quill: quantize: expected IN and OUT paths, got 1 arguments"),
+            (["tokenize", "--frobnicate"], "quill: tokenize: unknown option '--frobnicate'"),
         ]
         for (arguments, message) in cases {
             let run = try CLI.run(arguments)
