@@ -78,6 +78,25 @@ static float dot_avx512vnni(const int8_t *w, const float *ws, const int8_t *x, c
     }
     return _mm512_reduce_add_ps(acc);
 }
+
+// 256-bit VNNI (AVX-512 VL) for groups of 32, e.g. 288- or 1376-wide rows that 64 does not divide.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+static float dot_vnni256(const int8_t *w, const float *ws, const int8_t *x, const float *xs, int cols, int group) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < cols / group; ++g) {
+        __m256i sum = _mm256_setzero_si256();
+        for (int i = 0; i < group; i += 32) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + g * group + i));
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + g * group + i));
+            sum = _mm256_dpbusd_epi32(sum, _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(ws[g] * xs[g]), acc);
+    }
+    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    half = _mm_add_ss(half, _mm_movehdup_ps(half));
+    return _mm_cvtss_f32(half);
+}
 #endif
 
 typedef float (*dot_fn)(const int8_t *, const float *, const int8_t *, const float *, int, int);
@@ -91,6 +110,11 @@ static dot_fn choose(int group, const char **name) {
     if (group % 64 == 0 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
         *name = "avx512vnni";
         return dot_avx512vnni;
+    }
+    if (group % 32 == 0 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw")) {
+        *name = "vnni256";
+        return dot_vnni256;
     }
     if (group % 32 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         *name = "avx2";
@@ -108,6 +132,7 @@ const char *q8_kernel_name(void) {
 #if defined(__x86_64__)
     if (chosen == dot_avx2) return "avx2";
     if (chosen == dot_avx512vnni) return "avx512vnni";
+    if (chosen == dot_vnni256) return "vnni256";
 #endif
     return "portable";
 }
@@ -118,6 +143,11 @@ int q8_force_kernel(const char *name) {
     __builtin_cpu_init();
     if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         by64 = by32 = dot_avx2;
+        return 1;
+    }
+    if (strcmp(name, "vnni256") == 0 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw")) {
+        by64 = by32 = dot_vnni256;
         return 1;
     }
     if (strcmp(name, "avx512vnni") == 0 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {

@@ -20,10 +20,10 @@ public final class QuantizedScratch: @unchecked Sendable {
     }
 }
 
-/// The name of the int8 dot-product path chosen for this CPU ("avx512vnni", "avx2", "portable").
+/// The name of the int8 dot-product path chosen for this CPU ("avx512vnni", "vnni256", "avx2", "portable").
 public var quantizedKernelName: String { String(cString: q8_kernel_name()) }
 
-/// Selects the int8 path by name ("portable", "avx2", "avx512vnni", "auto"); false when this
+/// Selects the int8 path by name ("portable", "avx2", "vnni256", "avx512vnni", "auto"); false when this
 /// CPU cannot run it. For tests and benchmarks that compare the paths.
 @discardableResult
 public func forceQuantizedKernel(_ name: String) -> Bool { q8_force_kernel(name) != 0 }

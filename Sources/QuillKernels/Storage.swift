@@ -1,7 +1,8 @@
 import Foundation
 
-/// A float32 array owned by Quill: activations, KV cache, scratch. Allocated once, zeroed,
-/// 64-byte aligned, freed in `deinit`. Kernels read and write it through its pointer; callers
+/// A float32 array owned by Quill: activations, KV cache, scratch. Allocated once and zeroed
+/// with calloc (large buffers come from fresh, lazily zeroed pages, so a 75 MB KV cache costs
+/// nothing until it is written), freed in `deinit`. Kernels read and write it through its pointer; callers
 /// outside this module only see element access and bulk copies.
 public final class FloatBuffer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
@@ -11,9 +12,8 @@ public final class FloatBuffer: @unchecked Sendable {
     public init(count: Int) {
         precondition(count >= 0, "FloatBuffer count must be non-negative")
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-        raw.initializeMemory(as: Float.self, repeating: 0, count: max(count, 1))
-        pointer = raw.assumingMemoryBound(to: Float.self)
+        guard let raw = calloc(max(count, 1), 4) else { fatalError("out of memory allocating \(count) floats") }
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
     public convenience init(_ values: [Float]) {
@@ -23,7 +23,7 @@ public final class FloatBuffer: @unchecked Sendable {
         }
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { free(pointer) }
 
     public subscript(index: Int) -> Float {
         get { precondition(index >= 0 && index < count, "index out of range"); return pointer[index] }

@@ -117,7 +117,7 @@ final class KernelTests: XCTestCase {
             return y
         }
         defer { forceQuantizedKernel("auto") }
-        for kernel in ["portable", "avx2", "avx512vnni"] where forceQuantizedKernel(kernel) {
+        for kernel in ["portable", "avx2", "vnni256", "avx512vnni"] where forceQuantizedKernel(kernel) {
         for batch in [1, n] {
             let out = FloatBuffer(count: batch * rows)
             Kernels.matmul(w, input: FloatBuffer(x), rows: batch, output: out, scratch: QuantizedScratch(maxRows: batch, maxCols: cols), pool: WorkerPool(workers: 3))

@@ -1,6 +1,6 @@
 // Int8 (Q8_0) matrix products for QuillKernels: weights and activations in groups of
 // `group` int8 values, each group with one float32 scale. Vectorised with AVX-512 VNNI or
-// AVX2 when the CPU has them (checked at run time), with a portable loop otherwise.
+// 256-bit VNNI or AVX2 when the CPU has them (checked at run time), with a portable loop otherwise.
 #ifndef Q8_KERNELS_H
 #define Q8_KERNELS_H
 
@@ -19,11 +19,11 @@ void q8_quantize(const float *x, int n, int group, int8_t *q, float *scales);
 void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const float *x_scales,
                int batch, int rows, int cols, int group, int row_begin, int row_end, float *y);
 
-/// Selects a path by name ("portable", "avx2", "avx512vnni", or "auto" to choose again);
+/// Selects a path by name ("portable", "avx2", "vnni256", "avx512vnni", or "auto" to choose again);
 /// returns 0 when this CPU cannot run it. For tests and benchmarks.
 int q8_force_kernel(const char *name);
 
-/// Which vector path q8_matmul uses: "avx512vnni", "avx2" or "portable".
+/// Which vector path q8_matmul uses for groups of 64: "avx512vnni", "vnni256", "avx2" or "portable".
 const char *q8_kernel_name(void);
 
 #ifdef __cplusplus
