@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Quill: Llama-architecture text generation on the CPU.
-// Imports flow one way: quill (executable) → Quill (library) → QuillKernels → CBLAS / CQuillKernels.
+// Imports flow one way: quill (executable) → Quill (library) → QuillKernels → CQuillKernels.
 let package = Package(
     name: "Quill",
     products: [
@@ -10,21 +10,24 @@ let package = Package(
         .library(name: "Quill", targets: ["Quill"]),
     ],
     targets: [
-        // <cblas.h> from libblas-dev; at run time OpenBLAS provides libblas.so.3.
-        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         // SentencePiece behind a plain C API (C++ stays inside the shim).
         .target(
             name: "CSentencePiece",
             path: "Sources/CSentencePiece",
             linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]
         ),
-        // Int8 dot products with run-time-selected AVX-512 VNNI / AVX2 paths (part of the kernels).
-        .target(name: "CQuillKernels", path: "Sources/CQuillKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // Part of the kernels, in C: int8 dot products with run-time-selected AVX-512 VNNI / AVX2
+        // paths, and the BLAS loader. libblas.so.3 (OpenBLAS at run time) is opened with dlopen
+        // after choosing OpenBLAS's kernels for this CPU, so it is not linked; its prototypes come
+        // from libblas-dev's <cblas.h>.
+        .target(
+            name: "CQuillKernels", path: "Sources/CQuillKernels",
+            cSettings: [.unsafeFlags(["-O3"])], linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]
+        ),
         .target(
             name: "QuillKernels",
-            dependencies: ["CBLAS", "CQuillKernels"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])],
-            linkerSettings: [.linkedLibrary("dl")]
+            dependencies: ["CQuillKernels"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
         .target(name: "Quill", dependencies: ["QuillKernels", "CSentencePiece"]),
         .executableTarget(name: "quill", dependencies: ["Quill"]),

@@ -1,4 +1,4 @@
-import CBLAS
+import CQuillKernels
 import Dispatch
 import Foundation
 
@@ -146,7 +146,7 @@ extension Kernels {
         for h in 0..<shape.heads {
             let kvOffset = layerOffset + (h / groupSize) * headSize
             // S (n, L) = scale · Q_h (n, hs) · K_hᵀ ; Q rows stride dim, K rows stride kvDim.
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(length), Int32(headSize), scale,
+            quill_sgemm(1, Int32(n), Int32(length), Int32(headSize), scale,
                         query.pointer + h * headSize, Int32(dim), keys.pointer + kvOffset, Int32(kvDim),
                         0, s, Int32(length))
             for r in 0..<n {
@@ -156,7 +156,7 @@ extension Kernels {
                 if visible < length { (row + visible).update(repeating: 0, count: length - visible) }
             }
             // O_h (n, hs) = P (n, L) · V_h (L, hs); output rows stride dim.
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(headSize), Int32(length), 1,
+            quill_sgemm(0, Int32(n), Int32(headSize), Int32(length), 1,
                         s, Int32(length), values.pointer + kvOffset, Int32(kvDim),
                         0, output.pointer + h * headSize, Int32(dim))
         }

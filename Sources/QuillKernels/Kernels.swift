@@ -1,4 +1,4 @@
-import CBLAS
+import CQuillKernels
 import Foundation
 
 /// The numeric kernels of the forward pass. Each takes whole buffers plus element offsets and
@@ -64,13 +64,15 @@ public enum Kernels {
                 }
             }
         }
-        // Chunks of weight rows: small enough for every worker to get several (so a slow worker
-        // hands work to the others), large enough that one chunk's weights take ≥ ~64 KB.
+        // Chunks of weight rows. One row (memory-bound sgemv): about four chunks per worker, so
+        // a slow worker hands work to the others, but never under 64 KB of weights. Several rows
+        // (compute-bound sgemm, which repacks its input per call): two chunks per worker.
         let workers = pool?.workers ?? 1
-        var chunkRows = max(16, (1 << 16) / max(1, cols * bytesPerWeight(products.a.weights)))
         var totalRows = 0
         for i in 0..<products.count { totalRows += products[i].weights.rows }
-        chunkRows = min(chunkRows, max(16, (totalRows + 4 * workers - 1) / (4 * workers)))
+        let chunksPerWorker = n == 1 ? 4 : 2
+        let minimumRows = n == 1 ? (1 << 16) / max(1, cols * bytesPerWeight(products.a.weights)) : 64
+        var chunkRows = max(minimumRows, (totalRows + chunksPerWorker * workers - 1) / (chunksPerWorker * workers))
         chunkRows = (chunkRows + 15) / 16 * 16
         var chunkStarts = 0
         for i in 0..<products.count { chunkStarts += (products[i].weights.rows + chunkRows - 1) / chunkRows }
@@ -116,10 +118,10 @@ public enum Kernels {
             let wp = weights.pointer + rowRange.lowerBound * w.cols
             if n == 1 {
                 // W[rows] (m, in) · x (in) → y[rows] (m)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1, wp, k, xp, 1, 0, yp + rowRange.lowerBound, 1)
+                quill_sgemv(m, k, 1, wp, k, xp, 0, yp + rowRange.lowerBound)
             } else {
                 // X (n, in) · W[rows]ᵀ (in, m) → Y[:, rows] (n, m) inside Y (n, out)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), m, k, 1,
+                quill_sgemm(1, Int32(n), m, k, 1,
                             xp, k, wp, k, 0, yp + rowRange.lowerBound, ldy)
             }
         case .q8(let values, let scales, let groupSize):

@@ -34,8 +34,10 @@ enum CLI {
         ["-m", try sharedFile("stories260K.bin"), "-z", try sharedFile("tok512.model")]
     }
 
-    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> QuillRun {
+    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:],
+                    directory: URL? = nil) throws -> QuillRun {
         let process = Process()
+        if let directory { process.currentDirectoryURL = directory }
         process.executableURL = executable
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
@@ -215,6 +217,14 @@ final class CLITests: XCTestCase {
         let version = try CLI.run(["--version"])
         XCTAssertEqual(version.status, 0)
         XCTAssertTrue(version.text.hasPrefix("quill "))
+    }
+
+    /// Without -m or $QUILL_MODEL, the model shipped in models/ is found from any directory.
+    func testDefaultModelIsFoundFromAnyDirectory() throws {
+        let run = try CLI.run(["--temp", "0", "-n", "30", "--json", "Once upon a time"], directory: FileManager.default.temporaryDirectory)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: run.stdout) as? [String: Any])
+        XCTAssertGreaterThan(object["tokens_generated"] as? Int ?? 0, 0)
     }
 
     func testModelFromEnvironment() throws {

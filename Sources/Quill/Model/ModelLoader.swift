@@ -41,6 +41,7 @@ public enum ModelLoader {
         modelPath: String, tokenizerPath: String?, threads: Int, batchSize: Int, parallel: Int = 1
     ) throws -> LoadedModel {
         let start = DispatchTime.now()
+        try BLAS.load()
         let checkpoint = try Checkpoint(path: modelPath)
         guard let tokenizerPath = tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath) else {
             let stem = URL(fileURLWithPath: modelPath).deletingPathExtension().lastPathComponent

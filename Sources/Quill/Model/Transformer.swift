@@ -47,7 +47,8 @@ public final class Transformer {
         self.threads = threads
         // Quill's own workers run the BLAS calls on chunks of rows, so BLAS stays single-threaded:
         // the two never oversubscribe the cores, and no BLAS thread spin-waits.
-        BLASThreads.set(1)
+        precondition((try? BLAS.load()) != nil, "BLAS is not available: call BLAS.load() first to get the reason")
+        BLAS.setThreads(1)
         let c = checkpoint.config
         rope = RotaryTable(contextLength: c.contextLength, headSize: c.headSize)
         attentionShape = .init(heads: c.headCount, kvHeads: c.kvHeadCount, headSize: c.headSize)

@@ -1,0 +1,3 @@
+// Umbrella header of the C part of the kernels.
+#include "q8_kernels.h"
+#include "blas_loader.h"
