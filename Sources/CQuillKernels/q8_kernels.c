@@ -183,3 +183,57 @@ void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const fl
         }
     }
 }
+
+#if defined(__x86_64__)
+// Always inlined with a constant `batch` (see the switch below), so the accumulators live in
+// registers instead of a stack array.
+__attribute__((target("avx512f"), always_inline))
+static inline void f32_small_rows(const float *w, const float *x, const int batch, int rows, int cols,
+                                  int row_begin, int row_end, float *y) {
+    const int vector_cols = cols & ~15;
+    const __mmask16 tail = (__mmask16)((1u << (cols - vector_cols)) - 1);
+    for (int r = row_begin; r < row_end; ++r) {
+        const float *wr = w + (size_t)r * cols;
+        __m512 acc[16];
+        for (int b = 0; b < batch; ++b) acc[b] = _mm512_setzero_ps();
+        for (int i = 0; i < vector_cols; i += 16) {
+            const __m512 wv = _mm512_loadu_ps(wr + i);
+            for (int b = 0; b < batch; ++b)
+                acc[b] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + (size_t)b * cols + i), acc[b]);
+        }
+        if (tail) {
+            const __m512 wv = _mm512_maskz_loadu_ps(tail, wr + vector_cols);
+            for (int b = 0; b < batch; ++b)
+                acc[b] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tail, x + (size_t)b * cols + vector_cols), acc[b]);
+        }
+        for (int b = 0; b < batch; ++b) y[(size_t)b * rows + r] = _mm512_reduce_add_ps(acc[b]);
+    }
+}
+
+__attribute__((target("avx512f")))
+static void f32_small_avx512(const float *w, const float *x, int batch, int rows, int cols,
+                             int row_begin, int row_end, float *y) {
+    switch (batch) {
+#define CASE(B) case B: f32_small_rows(w, x, B, rows, cols, row_begin, row_end, y); break;
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+        CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
+#undef CASE
+    }
+}
+#endif
+
+int f32_matmul_small(const float *w, const float *x, int batch, int rows, int cols,
+                     int row_begin, int row_end, float *y) {
+#if defined(__x86_64__)
+    static int has_avx512 = -1;
+    if (has_avx512 < 0) {
+        __builtin_cpu_init();
+        has_avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    if (has_avx512 && batch >= 1 && batch <= 16) {
+        f32_small_avx512(w, x, batch, rows, cols, row_begin, row_end, y);
+        return 1;
+    }
+#endif
+    return 0;
+}

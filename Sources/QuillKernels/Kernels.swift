@@ -64,15 +64,21 @@ public enum Kernels {
                 }
             }
         }
-        // Chunks of weight rows. One row (memory-bound sgemv): about four chunks per worker, so
-        // a slow worker hands work to the others, but never under 64 KB of weights. Several rows
-        // (compute-bound sgemm, which repacks its input per call): two chunks per worker.
+        // Chunks of weight rows. Up to `smallBatch` rows (memory-bound): about four chunks per
+        // worker, so a slow worker hands work to the others, but never under 64 KB of weights.
+        // More rows (compute-bound sgemm, which repacks its inputs per call): two per worker.
         let workers = pool?.workers ?? 1
         var totalRows = 0
         for i in 0..<products.count { totalRows += products[i].weights.rows }
-        let chunksPerWorker = n == 1 ? 4 : 2
-        let minimumRows = n == 1 ? (1 << 16) / max(1, cols * bytesPerWeight(products.a.weights)) : 64
-        var chunkRows = max(minimumRows, (totalRows + chunksPerWorker * workers - 1) / (chunksPerWorker * workers))
+        let rowBytes = max(1, cols * bytesPerWeight(products.a.weights))
+        var chunkRows: Int
+        if n <= smallBatch {
+            chunkRows = max((1 << 16) / rowBytes, (totalRows + 4 * workers - 1) / (4 * workers))
+            // A few rows are memory-bound too: each chunk's weights are reused from L2 for every row.
+            if n > 1 { chunkRows = min(chunkRows, max(16, (1 << 18) / rowBytes)) }
+        } else {
+            chunkRows = max(64, (totalRows + 2 * workers - 1) / (2 * workers))
+        }
         chunkRows = (chunkRows + 15) / 16 * 16
         var chunkStarts = 0
         for i in 0..<products.count { chunkStarts += (products[i].weights.rows + chunkRows - 1) / chunkRows }
@@ -102,6 +108,9 @@ public enum Kernels {
         }
     }
 
+    /// Up to this many rows, float32 products run as one sgemv per row (see `product`).
+    static let smallBatch = 16
+
     private static func bytesPerWeight(_ w: WeightMatrix) -> Int {
         if case .float32 = w.storage { return 4 }
         return 1
@@ -116,9 +125,17 @@ public enum Kernels {
         switch w.storage {
         case .float32(let weights):
             let wp = weights.pointer + rowRange.lowerBound * w.cols
-            if n == 1 {
-                // W[rows] (m, in) · x (in) → y[rows] (m)
-                quill_sgemv(m, k, 1, wp, k, xp, 0, yp + rowRange.lowerBound)
+            if n <= smallBatch {
+                // A few rows: sgemm would copy (pack) the weights, so stream them once instead —
+                // with the AVX-512 kernel that reuses each loaded weight for all rows, else with
+                // one sgemv per row (W[rows] (m, in) · x_b (in) → y_b[rows]) reading them from L2.
+                if n > 1 && f32_matmul_small(wp - rowRange.lowerBound * w.cols, xp, Int32(n), Int32(w.rows), k,
+                                             Int32(rowRange.lowerBound), Int32(rowRange.upperBound), yp) != 0 {
+                    return
+                }
+                for b in 0..<n {
+                    quill_sgemv(m, k, 1, wp, k, xp + b * w.cols, 0, yp + b * w.rows + rowRange.lowerBound)
+                }
             } else {
                 // X (n, in) · W[rows]ᵀ (in, m) → Y[:, rows] (n, m) inside Y (n, out)
                 quill_sgemm(1, Int32(n), m, k, 1,

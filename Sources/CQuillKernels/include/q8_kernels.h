@@ -19,6 +19,13 @@ void q8_quantize(const float *x, int n, int group, int8_t *q, float *scales);
 void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const float *x_scales,
                int batch, int rows, int cols, int group, int row_begin, int row_end, float *y);
 
+/// Float32 products for a few input rows (1 < batch ≤ 16), memory-bound like sgemv: each weight
+/// vector is loaded once and multiplied into every input row while the rows stay in L1.
+/// Y[b][r] = Σ_i W[r][i] · X[b][i] for r in [row_begin, row_end); W (rows, cols), X (batch, cols),
+/// Y (batch, rows). Returns 0 when this CPU has no AVX-512 (the caller then uses sgemv per row).
+int f32_matmul_small(const float *w, const float *x, int batch, int rows, int cols,
+                     int row_begin, int row_end, float *y);
+
 /// Selects a path by name ("portable", "avx2", "vnni256", "avx512vnni", or "auto" to choose again);
 /// returns 0 when this CPU cannot run it. For tests and benchmarks.
 int q8_force_kernel(const char *name);
