@@ -192,7 +192,38 @@ static inline void f32_small_rows(const float *w, const float *x, const int batc
                                   int row_begin, int row_end, float *y) {
     const int vector_cols = cols & ~15;
     const __mmask16 tail = (__mmask16)((1u << (cols - vector_cols)) - 1);
-    for (int r = row_begin; r < row_end; ++r) {
+    int r = row_begin;
+    // Up to 8 inputs: two weight rows per pass, so each input vector loaded feeds two FMAs
+    // (16 accumulators + 2 weights + 1 input fit the 32 vector registers).
+    if (batch <= 8) {
+        for (; r + 1 < row_end; r += 2) {
+            const float *w0 = w + (size_t)r * cols, *w1 = w0 + cols;
+            __m512 a0[8], a1[8];
+            for (int b = 0; b < batch; ++b) a0[b] = a1[b] = _mm512_setzero_ps();
+            for (int i = 0; i < vector_cols; i += 16) {
+                const __m512 v0 = _mm512_loadu_ps(w0 + i), v1 = _mm512_loadu_ps(w1 + i);
+                for (int b = 0; b < batch; ++b) {
+                    const __m512 xv = _mm512_loadu_ps(x + (size_t)b * cols + i);
+                    a0[b] = _mm512_fmadd_ps(v0, xv, a0[b]);
+                    a1[b] = _mm512_fmadd_ps(v1, xv, a1[b]);
+                }
+            }
+            if (tail) {
+                const __m512 v0 = _mm512_maskz_loadu_ps(tail, w0 + vector_cols);
+                const __m512 v1 = _mm512_maskz_loadu_ps(tail, w1 + vector_cols);
+                for (int b = 0; b < batch; ++b) {
+                    const __m512 xv = _mm512_maskz_loadu_ps(tail, x + (size_t)b * cols + vector_cols);
+                    a0[b] = _mm512_fmadd_ps(v0, xv, a0[b]);
+                    a1[b] = _mm512_fmadd_ps(v1, xv, a1[b]);
+                }
+            }
+            for (int b = 0; b < batch; ++b) {
+                y[(size_t)b * rows + r] = _mm512_reduce_add_ps(a0[b]);
+                y[(size_t)b * rows + r + 1] = _mm512_reduce_add_ps(a1[b]);
+            }
+        }
+    }
+    for (; r < row_end; ++r) {
         const float *wr = w + (size_t)r * cols;
         __m512 acc[16];
         for (int b = 0; b < batch; ++b) acc[b] = _mm512_setzero_ps();

@@ -145,6 +145,10 @@ final class ScriptingTests: XCTestCase {
                                                  "--ids", "1,403,407,261,378", "--json"]))[0])
         XCTAssertEqual(byIDs["scored"] as? Int, 4)
         XCTAssertTrue(byIDs["bits_per_byte"] is NSNull, "no text, no bytes")
+        let idsFile = try writeTemporary("1 403\n407, 261 378\n")
+        let byFile = try json(lines(try CLI.run(["perplexity", "-m", try CLI.sharedFile("stories260K.bin"),
+                                                  "--ids-file", idsFile, "--json"]))[0])
+        XCTAssertEqual(byFile["nll_mean"] as! Double, byIDs["nll_mean"] as! Double, accuracy: 1e-9)
     }
 
     func testQuantizedModelRunsAndInfoSaysSo() throws {
