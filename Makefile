@@ -27,7 +27,7 @@ build: deps
 
 # Build, then tell a story with the model shipped in models/.
 run: build
-	.build/release/quill -p "$(PROMPT)" -n 256 --verbose
+	.build/release/quill --echo -p "$(PROMPT)" -n 256 --verbose
 
 test: deps test-swift test-python
 

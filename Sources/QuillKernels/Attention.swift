@@ -128,22 +128,25 @@ extension Kernels {
     /// L = start + n cached positions, a causal mask with softmax per row, then
     /// O_h (n, hs) = P (n, L) · V_h (L, hs). Used for prompt prefill, where it replaces
     /// n × heads small dot-product loops with a few large matrix products.
-    /// `scores` is scratch of at least n × (start + n) floats.
+    /// Heads run in parallel on `pool`; `scores` is scratch of at least
+    /// workers × n × (start + n) floats.
     public static func blockAttention(
         query: FloatBuffer, rows n: Int, start: Int, shape: AttentionShape,
         keys: FloatBuffer, values: FloatBuffer, layerOffset: Int, contextLength: Int,
-        scores: FloatBuffer, output: FloatBuffer
+        scores: FloatBuffer, output: FloatBuffer, pool: WorkerPool? = nil
     ) {
         let dim = shape.dim, kvDim = shape.kvDim, headSize = shape.headSize
         let length = start + n
         precondition(n >= 1 && start >= 0 && length <= contextLength, "block attention positions")
-        precondition(n * dim <= query.count && n * dim <= output.count && n * length <= scores.count, "block attention buffers")
+        let workers = pool?.workers ?? 1
+        precondition(n * dim <= query.count && n * dim <= output.count && workers * n * length <= scores.count,
+                     "block attention buffers")
         precondition(layerOffset + contextLength * kvDim <= keys.count && layerOffset + contextLength * kvDim <= values.count,
                      "block attention cache size")
         let groupSize = shape.heads / shape.kvHeads
         let scale = 1 / Float(headSize).squareRoot()
-        let s = scores.pointer
-        for h in 0..<shape.heads {
+        let head = { (h: Int, worker: Int) in
+            let s = scores.pointer + worker * n * length
             let kvOffset = layerOffset + (h / groupSize) * headSize
             // S (n, L) = scale · Q_h (n, hs) · K_hᵀ ; Q rows stride dim, K rows stride kvDim.
             quill_sgemm(1, Int32(n), Int32(length), Int32(headSize), scale,
@@ -160,5 +163,6 @@ extension Kernels {
                         s, Int32(length), values.pointer + kvOffset, Int32(kvDim),
                         0, output.pointer + h * headSize, Int32(dim))
         }
+        if let pool { pool.run(chunks: shape.heads, head) } else { for h in 0..<shape.heads { head(h, 0) } }
     }
 }

@@ -84,7 +84,7 @@ public enum Kernels {
         for i in 0..<products.count { chunkStarts += (products[i].weights.rows + chunkRows - 1) / chunkRows }
         let xp = UnsafePointer(x.pointer + inputOffset)
         let work = UncheckedSendable(xp)
-        let body = { (chunk: Int) in
+        let body = { (chunk: Int, _: Int) in
             var remaining = chunk
             for i in 0..<products.count {
                 let (w, y, offset) = (products[i].weights, products[i].output, products[i].offset)
@@ -187,14 +187,21 @@ public enum Kernels {
         for i in 0..<count { y.pointer[i] += x.pointer[i] }
     }
 
-    /// SwiGLU in place: gate[i] = silu(gate[i]) * up[i], silu(v) = v / (1 + e^-v).
-    public static func swiglu(gate: FloatBuffer, up: FloatBuffer, count: Int) {
+    /// SwiGLU in place: gate[i] = silu(gate[i]) * up[i], silu(v) = v / (1 + e^-v). Large
+    /// blocks (prefill) are split over the pool: the exponentials are most of a layer's
+    /// non-matrix work.
+    public static func swiglu(gate: FloatBuffer, up: FloatBuffer, count: Int, pool: WorkerPool? = nil) {
         precondition(count <= gate.count && count <= up.count, "swiglu sizes")
-        let g = gate.pointer, u = up.pointer
-        for i in 0..<count {
-            let v = g[i]
-            g[i] = v / (1 + expf(-v)) * u[i]
+        let g = UncheckedSendable(gate.pointer), u = UncheckedSendable(up.pointer)
+        let piece = 1 << 14
+        let pieces = (count + piece - 1) / piece
+        let body = { (chunk: Int, _: Int) in
+            for i in chunk * piece..<min(count, (chunk + 1) * piece) {
+                let v = g.value[i]
+                g.value[i] = v / (1 + expf(-v)) * u.value[i]
+            }
         }
+        if let pool, pieces > 1 { pool.run(chunks: pieces, body) } else { for c in 0..<pieces { body(c, 0) } }
     }
 
     /// Softmax in place over `count` elements starting at `offset`.

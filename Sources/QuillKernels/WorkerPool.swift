@@ -19,8 +19,8 @@ public final class WorkerPool: @unchecked Sendable {
 
     public init(workers: Int) {
         shared = SharedState(workers: max(1, workers))
-        for _ in 1..<shared.workers {
-            let thread = Thread { [shared] in shared.helperLoop() }  // helpers keep the state alive
+        for worker in 1..<shared.workers {
+            let thread = Thread { [shared] in shared.helperLoop(worker: worker) }  // helpers keep the state alive
             thread.stackSize = 1 << 20
             thread.start()
         }
@@ -28,9 +28,10 @@ public final class WorkerPool: @unchecked Sendable {
 
     deinit { shared.stop() }
 
-    /// Runs `body(chunk)` for every chunk in 0..<chunks, spread over the workers. Returns when
-    /// all chunks are done.
-    func run(chunks: Int, _ body: (Int) -> Void) { shared.run(chunks: chunks, body) }
+    /// Runs `body(chunk, worker)` for every chunk in 0..<chunks, spread over the workers
+    /// (`worker` in 0..<workers names the thread, for per-thread scratch). Returns when all
+    /// chunks are done.
+    func run(chunks: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) { shared.run(chunks: chunks, body) }
 }
 
 private final class SharedState: @unchecked Sendable {
@@ -38,7 +39,7 @@ private final class SharedState: @unchecked Sendable {
 
     /// One region's work; two alternate so a helper still finishing region g never sees g+1's.
     private final class Slot: @unchecked Sendable {
-        var body: ((Int) -> Void)?
+        var body: ((Int, Int) -> Void)?
         let completed = Atomic<Int>(0)
     }
 
@@ -69,10 +70,10 @@ private final class SharedState: @unchecked Sendable {
         (word >> (indexBits + countBits), Int((word >> indexBits) & indexMask), Int(word & indexMask))
     }
 
-    func run(chunks: Int, _ body: (Int) -> Void) {
+    func run(chunks: Int, _ body: (Int, Int) -> Void) {
         precondition(chunks >= 0 && chunks < (1 << 19), "chunk count out of range")
         if workers == 1 || chunks <= 1 {
-            for chunk in 0..<chunks { body(chunk) }
+            for chunk in 0..<chunks { body(chunk, 0) }
             return
         }
         withoutActuallyEscaping(body) { body in
@@ -84,7 +85,7 @@ private final class SharedState: @unchecked Sendable {
                          ordering: .releasing)
             let parked = sleepers.exchange(0, ordering: .acquiringAndReleasing)
             for _ in 0..<parked { wakeUp.signal() }
-            claimChunks()
+            claimChunks(worker: 0)
             // Wait only for chunks a helper has started; they are short, unless the helper was
             // descheduled, in which case yield the core to it.
             var spins = 0
@@ -98,18 +99,18 @@ private final class SharedState: @unchecked Sendable {
 
     /// Claims and runs chunks until the region's are all claimed; returns its generation.
     @discardableResult
-    private func claimChunks() -> UInt64 {
+    private func claimChunks(worker: Int) -> UInt64 {
         while true {
             let word = ticket.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue
             let (generation, count, index) = Self.split(word)
             guard index < count else { return generation }
             let slot = slots[Int(generation & 1)]
-            slot.body!(index)
+            slot.body!(index, worker)
             slot.completed.wrappingAdd(1, ordering: .releasing)
         }
     }
 
-    func helperLoop() {
+    func helperLoop(worker: Int) {
         var seen = Self.split(ticket.load(ordering: .acquiring)).generation
         while !stopping.load(ordering: .acquiring) {
             var spins = 0
@@ -127,7 +128,7 @@ private final class SharedState: @unchecked Sendable {
                     deadline = DispatchTime.now().uptimeNanoseconds + Self.spinNanoseconds
                 }
             }
-            seen = claimChunks()
+            seen = claimChunks(worker: worker)
         }
     }
 }

@@ -162,6 +162,13 @@ final class KernelTests: XCTestCase {
         Kernels.swiglu(gate: gate, up: up, count: 3)
         let expected = zip([-2.0, 0, 1.5], [3.0, 4, -1]).map { g, u in Float(g / (1 + exp(-g)) * u) }
         assertClose(gate.array(), expected, tolerance: 1e-6)
+        // Split over a pool (more than one 16K piece), every element once.
+        var random = TestValues(seed: 9)
+        let g = random.array(40_000), u = random.array(40_000)
+        let big = FloatBuffer(g)
+        Kernels.swiglu(gate: big, up: FloatBuffer(u), count: 40_000, pool: WorkerPool(workers: 2))
+        assertClose(big.array(), zip(g, u).map { a, b in Float(Double(a) / (1 + exp(-Double(a))) * Double(b)) },
+                    tolerance: 1e-6)
     }
 
     func testRoPERotatesAdjacentPairsPerHead() {
@@ -241,5 +248,10 @@ final class KernelTests: XCTestCase {
                                layerOffset: layerOffset, contextLength: context,
                                scores: FloatBuffer(count: n * (start + n)), output: actual)
         assertClose(actual.array(), expected.array(), tolerance: 1e-5)
+        let parallel = FloatBuffer(count: n * shape.dim)
+        Kernels.blockAttention(query: q, rows: n, start: start, shape: shape, keys: keys, values: values,
+                               layerOffset: layerOffset, contextLength: context,
+                               scores: FloatBuffer(count: 3 * n * (start + n)), output: parallel, pool: WorkerPool(workers: 3))
+        assertClose(parallel.array(), expected.array(), tolerance: 1e-5, "heads over 3 workers")
     }
 }

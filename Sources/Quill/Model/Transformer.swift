@@ -60,7 +60,8 @@ public final class Transformer {
         v = FloatBuffer(count: maxRows * c.kvDim)
         hb = FloatBuffer(count: maxRows * c.hiddenDim)
         hb2 = FloatBuffer(count: maxRows * c.hiddenDim)
-        scores = FloatBuffer(count: max(threads, maxRows) * c.contextLength)
+        // Per thread: one row's scores in decode, or a whole block's (rows × context) in prefill.
+        scores = FloatBuffer(count: threads * maxRows * c.contextLength)
         self.maxLogitRows = min(maxRows, max(1, maxLogitRows ?? 16))
         logits = FloatBuffer(count: self.maxLogitRows * c.vocabSize)
         quantizedScratch = QuantizedScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim))
@@ -184,7 +185,7 @@ public final class Transformer {
                 Kernels.blockAttention(
                     query: q, rows: n, start: blockStart, shape: attentionShape, keys: keyCaches[0],
                     values: valueCaches[0], layerOffset: layerOffset, contextLength: c.contextLength,
-                    scores: scores, output: attention)
+                    scores: scores, output: attention, pool: pool)
             } else {
                 Kernels.attention(
                     query: q, rows: n, shape: attentionShape, keys: keyCaches, values: valueCaches,
@@ -199,7 +200,7 @@ public final class Transformer {
             // gate hb (n, hidden), up hb2 (n, hidden) = xb · (w1, w3)ᵀ in one parallel region.
             Kernels.fusedMatmul(.init(.init(layer.w1, hb), .init(layer.w3, hb2)),
                                 input: xb, rows: n, scratch: quantizedScratch, pool: pool)
-            Kernels.swiglu(gate: hb, up: hb2, count: n * hidden)
+            Kernels.swiglu(gate: hb, up: hb2, count: n * hidden, pool: pool)
             Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: quantizedScratch, pool: pool)   // (n, hidden) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
         }
