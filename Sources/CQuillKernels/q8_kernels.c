@@ -47,6 +47,7 @@ static float dot_avx2(const int8_t *w, const float *ws, const int8_t *x, const f
     for (int g = 0; g < cols / group; ++g) {
         __m256i sum = _mm256_setzero_si256();
         for (int i = 0; i < group; i += 32) {
+            if ((i & 63) == 0) _mm_prefetch((const char *)(w + 4 * cols + g * group + i), _MM_HINT_T0);
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + g * group + i));
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + g * group + i));
             sum = _mm256_add_epi32(sum, dot32_avx2(wv, xv));
@@ -66,6 +67,8 @@ static float dot_avx512vnni(const int8_t *w, const float *ws, const int8_t *x, c
     for (int g = 0; g < cols / group; ++g) {
         __m512i sum = _mm512_setzero_si512();
         for (int i = 0; i < group; i += 64) {
+            // Fetch a few rows ahead: rows are read once, so keep several lines in flight.
+            _mm_prefetch((const char *)(w + 4 * cols + g * group + i), _MM_HINT_T0);
             const __m512i wv = _mm512_loadu_si512((const void *)(w + g * group + i));
             const __m512i xv = _mm512_loadu_si512((const void *)(x + g * group + i));
             // |w| as unsigned bytes, and x with w's sign folded in (w = 0 gives 0 either way).
@@ -86,6 +89,7 @@ static float dot_vnni256(const int8_t *w, const float *ws, const int8_t *x, cons
     for (int g = 0; g < cols / group; ++g) {
         __m256i sum = _mm256_setzero_si256();
         for (int i = 0; i < group; i += 32) {
+            if ((i & 63) == 0) _mm_prefetch((const char *)(w + 4 * cols + g * group + i), _MM_HINT_T0);
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + g * group + i));
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + g * group + i));
             sum = _mm256_dpbusd_epi32(sum, _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
