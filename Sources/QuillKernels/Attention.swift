@@ -1,5 +1,4 @@
 import CQuillKernels
-import Dispatch
 import Foundation
 
 /// Rotary position embedding angles for every (position, pair) of a head, computed once in
@@ -70,11 +69,12 @@ extension Kernels {
     /// `values[cacheOf[r]]` (each laid out (layer, contextLength, kvDim), this layer starting at
     /// `layerOffset`) over positions 0...positions[r]. Query head h reads KV head
     /// h / (heads / kvHeads). Output row r, head h goes to output[r·dim + h·headSize ...].
-    /// `scores` is scratch of at least `workers × contextLength` floats.
+    /// (row, head) pairs run in parallel on `pool` when there is enough work; `scores` is scratch
+    /// of at least `workers × contextLength` floats.
     public static func attention(
         query: FloatBuffer, rows n: Int, shape: AttentionShape,
         keys: [FloatBuffer], values: [FloatBuffer], cacheOf: [Int], positions: [Int],
-        layerOffset: Int, contextLength: Int, scores: FloatBuffer, output: FloatBuffer, workers: Int
+        layerOffset: Int, contextLength: Int, scores: FloatBuffer, output: FloatBuffer, pool: WorkerPool? = nil
     ) {
         let dim = shape.dim, kvDim = shape.kvDim, headSize = shape.headSize
         precondition(n * dim <= query.count && n * dim <= output.count, "attention buffer sizes")
@@ -87,13 +87,13 @@ extension Kernels {
                          && layerOffset + contextLength * kvDim <= values[cache].count, "attention cache size")
             work += (positions[r] + 1) * dim
         }
-        let workerCount = work >= 1 << 15 ? max(1, min(workers, n * shape.heads)) : 1
-        precondition(scores.count >= workerCount * contextLength, "attention scratch size")
+        let parallel = pool != nil && work >= 1 << 13 && n * shape.heads > 1
+        precondition(scores.count >= (parallel ? pool!.workers : 1) * contextLength, "attention scratch size")
         let groupSize = shape.heads / shape.kvHeads
         let scale = 1 / Float(headSize).squareRoot()
 
         // One (row, head) pair: scores against every cached key, softmax, weighted sum of values.
-        @Sendable func attend(item: Int, scratch: UnsafeMutablePointer<Float>) {
+        func attend(item: Int, scratch: UnsafeMutablePointer<Float>) {
             let r = item / shape.heads, h = item % shape.heads
             let length = positions[r] + 1
             let q = UnsafePointer(query.pointer + r * dim + h * headSize)
@@ -111,13 +111,16 @@ extension Kernels {
         }
 
         let items = n * shape.heads
-        if workerCount == 1 {
-            for item in 0..<items { attend(item: item, scratch: scores.pointer) }
-        } else {
-            DispatchQueue.concurrentPerform(iterations: workerCount) { worker in
-                let scratch = scores.pointer + worker * contextLength
-                for item in stride(from: worker, to: items, by: workerCount) { attend(item: item, scratch: scratch) }
+        if let pool, parallel {
+            // Chunks of a few items each; every worker has its own row of scratch.
+            let perChunk = max(1, items / (4 * pool.workers))
+            pool.run(chunks: (items + perChunk - 1) / perChunk) { chunk, worker in
+                for item in chunk * perChunk..<min(items, (chunk + 1) * perChunk) {
+                    attend(item: item, scratch: scores.pointer + worker * contextLength)
+                }
             }
+        } else {
+            for item in 0..<items { attend(item: item, scratch: scores.pointer) }
         }
     }
 }

@@ -201,11 +201,12 @@ final class KernelTests: XCTestCase {
         let positions = [0, 5, 39]
         let q = random.array(positions.count * shape.dim)
         for workers in [1, 3] {
+            let pool = WorkerPool(workers: workers)
             let out = FloatBuffer(count: positions.count * shape.dim)
             Kernels.attention(
                 query: FloatBuffer(q), rows: positions.count, shape: shape, keys: [keys], values: [values],
                 cacheOf: [0, 0, 0], positions: positions, layerOffset: layer * context * shape.kvDim,
-                contextLength: context, scores: FloatBuffer(count: workers * context), output: out, workers: workers)
+                contextLength: context, scores: FloatBuffer(count: workers * context), output: out, pool: pool)
             var expected: [Float] = []
             for (r, position) in positions.enumerated() {
                 for h in 0..<shape.heads {
@@ -243,7 +244,7 @@ final class KernelTests: XCTestCase {
         let expected = FloatBuffer(count: n * shape.dim), actual = FloatBuffer(count: n * shape.dim)
         Kernels.attention(query: q, rows: n, shape: shape, keys: [keys], values: [values], cacheOf: Array(repeating: 0, count: n),
                           positions: Array(start..<start + n), layerOffset: layerOffset, contextLength: context,
-                          scores: FloatBuffer(count: context), output: expected, workers: 1)
+                          scores: FloatBuffer(count: context), output: expected)
         Kernels.blockAttention(query: q, rows: n, start: start, shape: shape, keys: keys, values: values,
                                layerOffset: layerOffset, contextLength: context,
                                scores: FloatBuffer(count: n * (start + n)), output: actual)

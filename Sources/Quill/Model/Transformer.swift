@@ -190,7 +190,7 @@ public final class Transformer {
                 Kernels.attention(
                     query: q, rows: n, shape: attentionShape, keys: keyCaches, values: valueCaches,
                     cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
-                    contextLength: c.contextLength, scores: scores, output: attention, workers: threads)
+                    contextLength: c.contextLength, scores: scores, output: attention, pool: pool)
             }
             Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: quantizedScratch, pool: pool)  // (n, dim) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
