@@ -32,6 +32,14 @@ static float dot_portable(const int8_t *w, const float *ws, const int8_t *x, con
 }
 
 #if defined(__x86_64__)
+__attribute__((target("avx2")))
+static inline float horizontal_sum256(__m256 v) {
+    __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    half = _mm_add_ss(half, _mm_movehdup_ps(half));
+    return _mm_cvtss_f32(half);
+}
+
 // AVX2: maddubs needs unsigned × signed, so multiply |w| by x carrying w's sign.
 __attribute__((target("avx2,fma")))
 static inline __m256i dot32_avx2(__m256i w, __m256i x) {
@@ -54,10 +62,7 @@ static float dot_avx2(const int8_t *w, const float *ws, const int8_t *x, const f
         }
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(ws[g] * xs[g]), acc);
     }
-    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    half = _mm_add_ss(half, _mm_movehdup_ps(half));
-    return _mm_cvtss_f32(half);
+    return horizontal_sum256(acc);
 }
 
 // AVX-512 VNNI: vpdpbusd does 64 unsigned × signed byte products per instruction.
@@ -96,10 +101,7 @@ static float dot_vnni256(const int8_t *w, const float *ws, const int8_t *x, cons
         }
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(ws[g] * xs[g]), acc);
     }
-    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    half = _mm_add_ss(half, _mm_movehdup_ps(half));
-    return _mm_cvtss_f32(half);
+    return horizontal_sum256(acc);
 }
 #endif
 
