@@ -277,3 +277,15 @@ int f32_matmul_small(const float *w, const float *x, int batch, int rows, int co
 #endif
     return 0;
 }
+
+void q8_dequantize_rows(const int8_t *w, const float *scales, int cols, int group, int row_begin,
+                        int row_end, float *out) {
+    const int groups = cols / group;
+    for (int r = row_begin; r < row_end; ++r) {
+        const int8_t *wr = w + (size_t)r * cols;
+        const float *sr = scales + (size_t)r * groups;
+        float *o = out + (size_t)(r - row_begin) * cols;
+        for (int g = 0; g < groups; ++g)
+            for (int i = 0; i < group; ++i) o[g * group + i] = (float)wr[g * group + i] * sr[g];
+    }
+}

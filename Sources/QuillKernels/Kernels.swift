@@ -58,7 +58,8 @@ public enum Kernels {
             precondition(offset >= 0 && offset + n * w.rows <= y.count, "matmul output out of bounds")
             if case .q8(_, _, let groupSize) = w.storage {
                 guard let scratch else { preconditionFailure("int8 weights need a QuantizedScratch") }
-                if !quantizedInput {
+                // Blocks larger than smallBatch dequantize weights for sgemm instead (see `product`).
+                if !quantizedInput && n <= smallBatch {
                     QuantizedKernels.quantizeInput(x.pointer + inputOffset, rows: n, cols: cols, groupSize: groupSize, scratch: scratch)
                     quantizedInput = true
                 }
@@ -78,13 +79,14 @@ public enum Kernels {
             if n > 1 { chunkRows = min(chunkRows, max(16, (1 << 18) / rowBytes)) }
         } else {
             chunkRows = max(64, (totalRows + 2 * workers - 1) / (2 * workers))
+            if case .q8 = products.a.weights.storage { chunkRows = min(chunkRows, QuantizedScratch.dequantizedRows) }
         }
         chunkRows = (chunkRows + 15) / 16 * 16
         var chunkStarts = 0
         for i in 0..<products.count { chunkStarts += (products[i].weights.rows + chunkRows - 1) / chunkRows }
         let xp = UnsafePointer(x.pointer + inputOffset)
         let work = UncheckedSendable(xp)
-        let body = { (chunk: Int, _: Int) in
+        let body = { (chunk: Int, worker: Int) in
             var remaining = chunk
             for i in 0..<products.count {
                 let (w, y, offset) = (products[i].weights, products[i].output, products[i].offset)
@@ -94,17 +96,15 @@ public enum Kernels {
                     continue
                 }
                 let begin = remaining * chunkRows, end = min(w.rows, begin + chunkRows)
-                product(w, input: work.value, rows: n, rowRange: begin..<end, output: y.pointer + offset, scratch: scratch)
+                product(w, input: work.value, rows: n, rowRange: begin..<end, output: y.pointer + offset,
+                        scratch: scratch, worker: worker)
                 return
             }
         }
         if let pool, workers > 1, totalRows * cols * n >= 1 << 15 {
             pool.run(chunks: chunkStarts, body)
         } else {
-            for i in 0..<products.count {
-                let (w, y, offset) = (products[i].weights, products[i].output, products[i].offset)
-                product(w, input: xp, rows: n, rowRange: 0..<w.rows, output: y.pointer + offset, scratch: scratch)
-            }
+            for chunk in 0..<chunkStarts { body(chunk, 0) }
         }
     }
 
@@ -119,7 +119,7 @@ public enum Kernels {
     /// Y[:, rowRange] for one weight matrix; Y is (n, W.rows) row-major.
     private static func product(
         _ w: WeightMatrix, input xp: UnsafePointer<Float>, rows n: Int, rowRange: Range<Int>,
-        output yp: UnsafeMutablePointer<Float>, scratch: QuantizedScratch?
+        output yp: UnsafeMutablePointer<Float>, scratch: QuantizedScratch?, worker: Int
     ) {
         let m = Int32(rowRange.count), k = Int32(w.cols), ldy = Int32(w.rows)
         switch w.storage {
@@ -141,6 +141,13 @@ public enum Kernels {
                 quill_sgemm(1, Int32(n), m, k, 1,
                             xp, k, wp, k, 0, yp + rowRange.lowerBound, ldy)
             }
+        case .q8(let values, let scales, let groupSize) where n > smallBatch:
+            // A prefill block: int8 dot products have no blocking for reuse, so dequantize this
+            // chunk's rows (at most `dequantizedRows`) into the worker's buffer and use sgemm.
+            let buffer = scratch!.dequantized + worker * QuantizedScratch.dequantizedRows * w.cols
+            q8_dequantize_rows(values.pointer, scales.pointer, k, Int32(groupSize),
+                               Int32(rowRange.lowerBound), Int32(rowRange.upperBound), buffer)
+            quill_sgemm(1, Int32(n), m, k, 1, xp, k, buffer, k, 0, yp + rowRange.lowerBound, ldy)
         case .q8(let values, let scales, let groupSize):
             QuantizedKernels.product(values: values.pointer, scales: scales.pointer, groupSize: groupSize,
                                      rows: w.rows, cols: w.cols, batch: n, rowRange: rowRange, output: yp, scratch: scratch!)
@@ -195,7 +202,7 @@ public enum Kernels {
         let g = UncheckedSendable(gate.pointer), u = UncheckedSendable(up.pointer)
         let piece = 1 << 14
         let pieces = (count + piece - 1) / piece
-        let body = { (chunk: Int, _: Int) in
+        let body = { (chunk: Int, worker: Int) in
             for i in chunk * piece..<min(count, (chunk + 1) * piece) {
                 let v = g.value[i]
                 g.value[i] = v / (1 + expf(-v)) * u.value[i]

@@ -1,4 +1,5 @@
 import CQuillKernels
+import Foundation
 
 /// Scratch for int8 matrix products: the activations quantized per group (as llama.cpp does
 /// for Q8_0), so the inner loop is an int8 × int8 dot product. Owned by the caller and
@@ -7,16 +8,24 @@ public final class QuantizedScratch: @unchecked Sendable {
     let values: UnsafeMutablePointer<Int8>
     let scales: UnsafeMutablePointer<Float>
     let capacity: Int
+    /// Per worker, `dequantizedRows` float rows of weights for prefill blocks (calloc'd, so the
+    /// pages cost nothing unless a quantized model processes a prompt).
+    let dequantized: UnsafeMutablePointer<Float>
+    /// Most weight rows one prefill chunk dequantizes.
+    static let dequantizedRows = 256
 
-    public init(maxRows: Int, maxCols: Int) {
+    public init(maxRows: Int, maxCols: Int, workers: Int = 1) {
         capacity = maxRows * maxCols
         values = .allocate(capacity: capacity)
         scales = .allocate(capacity: capacity)
+        let floats = max(1, workers) * Self.dequantizedRows * maxCols
+        dequantized = calloc(floats, 4)!.bindMemory(to: Float.self, capacity: floats)
     }
 
     deinit {
         values.deallocate()
         scales.deallocate()
+        free(dequantized)
     }
 }
 

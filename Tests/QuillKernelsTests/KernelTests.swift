@@ -128,6 +128,14 @@ final class KernelTests: XCTestCase {
         }
         }
         XCTAssertEqual(w.rowValues(4), Array(dequantized[4 * cols..<5 * cols]))
+        // Prefill-sized blocks (more than 16 rows) dequantize the weights and use sgemm: float
+        // activations, so the result is the float product of the dequantized weights.
+        let blockRows = 20
+        let block = random.array(blockRows * cols)
+        let out = FloatBuffer(count: blockRows * rows)
+        Kernels.matmul(w, input: FloatBuffer(block), rows: blockRows, output: out,
+                       scratch: QuantizedScratch(maxRows: blockRows, maxCols: cols, workers: 3), pool: WorkerPool(workers: 3))
+        assertClose(out.array(), naiveMatmul(dequantized, rows: rows, cols: cols, block, n: blockRows), tolerance: 1e-4)
     }
 
     func testRMSNormMatchesFormula() {

@@ -19,6 +19,11 @@ void q8_quantize(const float *x, int n, int group, int8_t *q, float *scales);
 void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const float *x_scales,
                int batch, int rows, int cols, int group, int row_begin, int row_end, float *y);
 
+/// Weight rows [row_begin, row_end) of a Q8_0 matrix (cols values per row, cols / group scales
+/// per row) as float32, written one after another to `out`.
+void q8_dequantize_rows(const int8_t *w, const float *scales, int cols, int group, int row_begin,
+                        int row_end, float *out);
+
 /// Float32 products for a few input rows (1 < batch ≤ 16), memory-bound like sgemv: each weight
 /// vector is loaded once and multiplied into every input row while the rows stay in L1.
 /// Y[b][r] = Σ_i W[r][i] · X[b][i] for r in [row_begin, row_end); W (rows, cols), X (batch, cols),

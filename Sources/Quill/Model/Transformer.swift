@@ -23,7 +23,7 @@ public final class Transformer {
     private let v: FloatBuffer       // (rows, kvDim)
     private let hb: FloatBuffer      // gate (rows, hiddenDim)
     private let hb2: FloatBuffer     // up (rows, hiddenDim)
-    private let scores: FloatBuffer  // attention scratch: (threads, contextLength) or (rows, contextLength)
+    private let scores: FloatBuffer  // attention scratch per thread: (contextLength) or (rows, contextLength)
     private let quantizedScratch: QuantizedScratch  // int8 activations for Q8_0 weights
     private let pool: WorkerPool                    // splits each product's rows over the threads
     /// Logits of the rows that asked for them, (maxLogitRows, vocab).
@@ -64,7 +64,7 @@ public final class Transformer {
         scores = FloatBuffer(count: threads * maxRows * c.contextLength)
         self.maxLogitRows = min(maxRows, max(1, maxLogitRows ?? 16))
         logits = FloatBuffer(count: self.maxLogitRows * c.vocabSize)
-        quantizedScratch = QuantizedScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim))
+        quantizedScratch = QuantizedScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim), workers: threads)
         pool = WorkerPool(workers: threads)
         tokens = Array(repeating: 0, count: maxRows)
         positions = Array(repeating: 0, count: maxRows)
