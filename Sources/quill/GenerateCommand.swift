@@ -61,7 +61,7 @@ func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats) -> JSON {
         ("stop_reason", .string(stats.stopReason.rawValue)),
         ("ms_prompt", .number(stats.promptSeconds * 1000, decimals: 3)),
         ("ms_generate", .number(stats.generateSeconds * 1000, decimals: 3)),
-        ("seed", .int(Int(truncatingIfNeeded: stats.seed))),
+        ("seed", .raw(String(stats.seed))),  // UInt64: may exceed Int.max
     ]
     return .object(fields)
 }

@@ -107,6 +107,8 @@ final class ScriptingTests: XCTestCase {
         XCTAssertEqual(untilEOS["stop_reason"] as? String, "eos")
         let ignoring = try json(lines(try CLI.run(try CLI.storiesFlags() + ["--temp", "0", "-n", "400", "--json", "--ignore-eos"]))[0])
         XCTAssertEqual(ignoring["tokens_generated"] as? Int, 400)
+        let bigSeed = try json(lines(try CLI.run(flags + ["-s", "18446744073709551615", "--json"]))[0])
+        XCTAssertEqual((bigSeed["seed"] as? NSNumber)?.uint64Value, UInt64.max, "seeds above Int64.max are reported as given")
         let penalised = try CLI.run(flags + ["-n", "60", "--repeat-penalty", "1.5"])
         XCTAssertNotEqual(penalised.text, try CLI.run(flags + ["-n", "60"]).text)
     }
