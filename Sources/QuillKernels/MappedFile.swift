@@ -84,9 +84,4 @@ public final class MappedFile: @unchecked Sendable {
         guard let base, count > 0 else { return Int8Buffer([]).view }
         return Int8View(pointer: (base + offset).assumingMemoryBound(to: Int8.self), count: count, owner: self)
     }
-
-    /// Asks the kernel to read the given range ahead (e.g. all weights before timing).
-    public func adviseWillNeed() {
-        if let base { madvise(UnsafeMutableRawPointer(mutating: base), byteCount, MADV_WILLNEED) }
-    }
 }

@@ -46,9 +46,6 @@ public final class FloatBuffer: @unchecked Sendable {
         }
     }
 
-    /// Sets every element to zero.
-    public func zero() { pointer.update(repeating: 0, count: count) }
-
     /// Copies elements `offset ..< offset + length` into `destination` at `destinationOffset`.
     public func copy(offset: Int, length: Int, to destination: FloatBuffer, at destinationOffset: Int) {
         precondition(offset >= 0 && length >= 0 && offset + length <= count, "source range out of bounds")

@@ -161,7 +161,3 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
     }
     return failures > 0 ? .failure : .success
 }
-
-func seconds(since start: DispatchTime) -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-}

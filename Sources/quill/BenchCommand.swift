@@ -47,7 +47,7 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
     if o.json {
         let json = JSON.object([
             ("model", .string(label)), ("format", .string(quantization)), ("bytes", .int(checkpoint.byteCount)),
-            ("parameters", .int(c.parameterCount)), ("threads", .int(threads)), ("batch", .int(o.batchSize)),
+            ("parameters", .int(c.parameterCount)), ("threads", .int(threads)), ("batch", .int(o.batchSize)), ("blas_core", .string(Benchmark.blasCore)),
             ("bandwidth_gb_s", .number(bandwidth / 1e9, decimals: 2)), ("peak_rss_bytes", .int(rss)),
             ("ttft_ms", .number(ttft * 1000, decimals: 2)),
             ("tests", .array(rows.map { row in
@@ -67,9 +67,9 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
         OutputStream.standardOutput.write(json.encoded + "\n")
         return .success
     }
-    var out = String(format: "model %@, %@, %.1f MB, %.1fM parameters; %d threads, batch %d; memory bandwidth %.1f GB/s; peak RSS %.1f MB; time to first token %.1f ms\n",
+    var out = String(format: "model %@, %@, %.1f MB, %.1fM parameters; %d threads, batch %d; BLAS core %@; memory bandwidth %.1f GB/s; peak RSS %.1f MB; time to first token %.1f ms\n",
                      label, quantization, Double(checkpoint.byteCount) / 1e6, Double(c.parameterCount) / 1e6, threads,
-                     o.batchSize, bandwidth / 1e9, Double(rss) / 1e6, ttft * 1000)
+                     o.batchSize, Benchmark.blasCore.isEmpty ? "unknown" : Benchmark.blasCore, bandwidth / 1e9, Double(rss) / 1e6, ttft * 1000)
     out += "| test | tokens/s (median) | min | max | reps | bytes/token | bandwidth |\n"
     out += "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     for row in rows {

@@ -7,7 +7,8 @@ func resolveModelPath(_ flag: String?) throws -> String {
     if let fromEnvironment = ProcessInfo.processInfo.environment["QUILL_MODEL"], !fromEnvironment.isEmpty {
         return fromEnvironment
     }
-    let candidates = ModelLoader.defaultModelCandidates(executablePath: CommandLine.arguments[0])
+    // /proc/self/exe, not argv[0]: a `quill` found through PATH has no folder in argv[0].
+    let candidates = ModelLoader.defaultModelCandidates(executablePath: "/proc/self/exe")
     if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return found }
     throw InputError("no model given: use -m FILE or set QUILL_MODEL (the default models/\(ModelLoader.defaultModelName) was not found; run 'make model')")
 }

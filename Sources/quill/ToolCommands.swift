@@ -158,13 +158,7 @@ func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
     let written = try Checkpoint(path: o.output)  // re-read: the file must load
     OutputStream.standardError.write(String(
         format: "quantized %@ (%@ bytes) → %@ (%@ bytes, Q8_0 group %d) in %.1f s\n", o.input,
-        groupedCount(checkpoint.byteCount), o.output, groupedCount(written.byteCount), groupSize, seconds(since: start)))
+        groupedDigits(checkpoint.byteCount), o.output, groupedDigits(written.byteCount), groupSize, seconds(since: start)))
     return .success
 }
 
-func groupedCount(_ n: Int) -> String {
-    let formatter = NumberFormatter()
-    formatter.numberStyle = .decimal
-    formatter.groupingSeparator = ","
-    return formatter.string(from: NSNumber(value: n)) ?? String(n)
-}

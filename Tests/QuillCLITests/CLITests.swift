@@ -227,6 +227,18 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThan(object["tokens_generated"] as? Int ?? 0, 0)
     }
 
+    /// Found through PATH (argv[0] is then just "quill"), the shipped model is still found.
+    func testDefaultModelIsFoundWhenRunThroughPath() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("quill-path-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createSymbolicLink(atPath: folder.appendingPathComponent("quill").path,
+                                                   withDestinationPath: CLI.executable.path)
+        let result = try CLI.shell("cd / && env -u QUILL_MODEL PATH='\(folder.path)':\"$PATH\" quill --temp 0 -n 5 'Once upon a time'")
+        XCTAssertEqual(result.status, 0, result.err)
+        XCTAssertFalse(result.out.isEmpty)
+    }
+
     func testModelFromEnvironment() throws {
         let run = try CLI.run(["-z", try CLI.sharedFile("tok512.model"), "--temp", "0", "-n", "5"],
                               environment: ["QUILL_MODEL": try CLI.sharedFile("stories260K.bin")])

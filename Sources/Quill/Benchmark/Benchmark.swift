@@ -71,7 +71,7 @@ public enum Benchmark {
         return (0..<repetitions).map { _ in
             let start = DispatchTime.now()
             transformer.prefill(input, startPosition: 0, cache: cache)
-            return Double(tokens) / elapsed(since: start)
+            return Double(tokens) / seconds(since: start)
         }
     }
 
@@ -88,7 +88,7 @@ public enum Benchmark {
                 let logits = transformer.forward(token: token, position: position, cache: cache)
                 token = Kernels.argmax(logits, count: vocab)
             }
-            return Double(tokens) / elapsed(since: start)
+            return Double(tokens) / seconds(since: start)
         }
     }
 
@@ -105,7 +105,7 @@ public enum Benchmark {
                 let logits = transformer.decode(batchTokens: current, batchPositions: positions, caches: caches)
                 for i in 0..<sequences { current[i] = Kernels.argmax(logits, offset: i * vocab, count: vocab) }
             }
-            return Double(tokens * sequences) / elapsed(since: start)
+            return Double(tokens * sequences) / seconds(since: start)
         }
     }
 
@@ -116,19 +116,19 @@ public enum Benchmark {
             let transformer = Transformer(checkpoint: checkpoint, maxRows: 8, threads: threads)
             let logits = transformer.prefill([1, 2, 3, 4], startPosition: 0, cache: transformer.makeCache())
             _ = Kernels.argmax(logits, count: checkpoint.config.vocabSize)
-            return elapsed(since: start)
+            return seconds(since: start)
         }.min()!
     }
 
     /// Read bandwidth of this machine in bytes per second (see MemoryBandwidth).
     public static func memoryBandwidth(threads: Int) -> Double { MemoryBandwidth.measure(threads: threads) }
 
+    /// The OpenBLAS kernel family in use ("SkylakeX", ...), "" for another BLAS.
+    public static var blasCore: String { BLAS.core }
+
     /// Peak resident memory of this process so far, in bytes.
     public static func peakResidentBytes() -> Int { MemoryBandwidth.peakResidentBytes() }
 
-    static func elapsed(since start: DispatchTime) -> Double {
-        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-    }
 }
 
 extension Array where Element == Double {

@@ -65,7 +65,7 @@ public final class BatchGenerator {
                 var sequence = SequenceState(request: request, tokenizer: tokenizer, config: transformer.config)
                 let start = DispatchTime.now()
                 let logits = transformer.prefill(request.prompt, startPosition: 0, cache: caches[s])
-                sequence.recordPromptTime(seconds(from: start, to: DispatchTime.now()))
+                sequence.recordPromptTime(seconds(since: start))
                 slots[s] = Slot(index: next, sequence: sequence, pending: 0)
                 next += 1
                 advance(s, logits: logits, offset: 0)

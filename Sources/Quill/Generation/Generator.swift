@@ -62,7 +62,7 @@ public final class Generator {
         var sequence = SequenceState(request: request, tokenizer: tokenizer, config: transformer.config)
         let promptStart = DispatchTime.now()
         var logits = transformer.prefill(request.prompt, startPosition: 0, cache: cache)
-        sequence.recordPromptTime(seconds(from: promptStart, to: DispatchTime.now()))
+        sequence.recordPromptTime(seconds(since: promptStart))
         while true {
             var step = sequence.step(logits: logits, offset: 0)
             if let reason = emit(step.bytes), step.stop == nil {
@@ -75,6 +75,7 @@ public final class Generator {
     }
 }
 
-func seconds(from start: DispatchTime, to end: DispatchTime) -> Double {
-    Double(end.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+/// Seconds elapsed since `start` (monotonic clock).
+public func seconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }

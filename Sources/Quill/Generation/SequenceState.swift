@@ -100,7 +100,7 @@ struct SequenceState {
             if stopped { stop = .stop }
         }
         stats.stopReason = stop
-        stats.generateSeconds = seconds(from: started, to: DispatchTime.now()) - stats.promptSeconds
+        stats.generateSeconds = seconds(since: started) - stats.promptSeconds
         return Step(bytes: out, feed: nil, stop: stop)
     }
 }

@@ -10,7 +10,7 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable {
 }
 
 /// 1048576 → "1,048,576": byte counts in messages are read by people.
-func groupedDigits(_ value: Int) -> String {
+public func groupedDigits(_ value: Int) -> String {
     let digits = String(value.magnitude)
     var result = ""
     for (index, character) in digits.enumerated() {

@@ -56,7 +56,7 @@ public enum ModelLoader {
         let transformer = Transformer(checkpoint: checkpoint, maxRows: max(batchSize, parallel), threads: threads,
                                       maxLogitRows: max(parallel, 1))
         return LoadedModel(checkpoint: checkpoint, tokenizer: tokenizer, transformer: transformer,
-                           loadSeconds: seconds(from: start, to: DispatchTime.now()))
+                           loadSeconds: seconds(since: start))
     }
 
     /// Physical cores of this machine (hyperthread siblings counted once), the default thread count.
