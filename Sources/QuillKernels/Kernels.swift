@@ -12,7 +12,7 @@ public enum Kernels {
     /// With a `pool`, the weight rows are split into chunks computed in parallel.
     public static func matmul(
         _ w: WeightMatrix, input x: FloatBuffer, inputOffset: Int = 0, rows n: Int,
-        output y: FloatBuffer, outputOffset: Int = 0, scratch: QuantizedScratch? = nil, pool: WorkerPool? = nil
+        output y: FloatBuffer, outputOffset: Int = 0, scratch: MatmulScratch? = nil, pool: WorkerPool? = nil
     ) {
         fusedMatmul(Products(MatmulTarget(w, y, outputOffset)), input: x, inputOffset: inputOffset, rows: n,
                     scratch: scratch, pool: pool)
@@ -40,13 +40,35 @@ public enum Kernels {
         }
         var count: Int { c != nil ? 3 : b != nil ? 2 : 1 }
         subscript(i: Int) -> MatmulTarget { i == 0 ? a : i == 1 ? b! : c! }
+
+        /// Chunks when each product's rows are cut into pieces of `rowsPerChunk`.
+        func chunkCount(rowsPerChunk: Int) -> Int {
+            var chunks = 0
+            for i in 0..<count { chunks += (self[i].weights.rows + rowsPerChunk - 1) / rowsPerChunk }
+            return chunks
+        }
+
+        /// The product and the weight rows of chunk `chunk` under that cut.
+        func locate(chunk: Int, rowsPerChunk: Int) -> (Int, Range<Int>) {
+            var remaining = chunk
+            for i in 0..<count {
+                let rows = self[i].weights.rows
+                let chunks = (rows + rowsPerChunk - 1) / rowsPerChunk
+                if remaining < chunks {
+                    let begin = remaining * rowsPerChunk
+                    return (i, begin..<min(rows, begin + rowsPerChunk))
+                }
+                remaining -= chunks
+            }
+            preconditionFailure("chunk \(chunk) out of range")
+        }
     }
 
     /// Several products of the same input (q, k, v; or gate and up) in one parallel region:
     /// Y_i (n, W_i.rows) = X (n, cols) · W_iᵀ for each target.
     public static func fusedMatmul(
         _ products: Products, input x: FloatBuffer, inputOffset: Int = 0, rows n: Int,
-        scratch: QuantizedScratch? = nil, pool: WorkerPool? = nil
+        scratch: MatmulScratch? = nil, pool: WorkerPool? = nil
     ) {
         precondition(n >= 1, "matmul needs at least one row")
         let cols = products.a.weights.cols
@@ -57,7 +79,7 @@ public enum Kernels {
             precondition(w.cols == cols, "fused products need the same input size")
             precondition(offset >= 0 && offset + n * w.rows <= y.count, "matmul output out of bounds")
             if case .q8(_, _, let groupSize) = w.storage {
-                guard let scratch else { preconditionFailure("int8 weights need a QuantizedScratch") }
+                guard let scratch else { preconditionFailure("int8 weights need a MatmulScratch") }
                 // Blocks larger than smallBatch dequantize weights for sgemm instead (see `product`).
                 if !quantizedInput && n <= smallBatch {
                     QuantizedKernels.quantizeInput(x.pointer + inputOffset, rows: n, cols: cols, groupSize: groupSize, scratch: scratch)
@@ -65,12 +87,18 @@ public enum Kernels {
                 }
             }
         }
-        // Chunks of weight rows. Up to `smallBatch` rows (memory-bound): about four chunks per
-        // worker, so a slow worker hands work to the others, but never under 64 KB of weights.
-        // More rows (compute-bound sgemm, which repacks its inputs per call): two per worker.
         let workers = pool?.workers ?? 1
         var totalRows = 0
         for i in 0..<products.count { totalRows += products[i].weights.rows }
+        let xp = UnsafePointer(x.pointer + inputOffset)
+        if n > smallBatch, gemm_available() != 0, let scratch, n <= scratch.maxRows, cols <= scratch.maxCols,
+           workers <= scratch.workers {
+            blockedProducts(products, input: xp, rows: n, cols: cols, totalRows: totalRows, scratch: scratch, pool: pool)
+            return
+        }
+        // Chunks of weight rows. Up to `smallBatch` rows (memory-bound): about four chunks per
+        // worker, so a slow worker hands work to the others, but never under 64 KB of weights.
+        // More rows (compute-bound sgemm, which repacks its inputs per call): two per worker.
         let rowBytes = max(1, cols * bytesPerWeight(products.a.weights))
         var chunkRows: Int
         if n <= smallBatch {
@@ -79,34 +107,71 @@ public enum Kernels {
             if n > 1 { chunkRows = min(chunkRows, max(16, (1 << 18) / rowBytes)) }
         } else {
             chunkRows = max(64, (totalRows + 2 * workers - 1) / (2 * workers))
-            if case .q8 = products.a.weights.storage { chunkRows = min(chunkRows, QuantizedScratch.dequantizedRows) }
+            if case .q8 = products.a.weights.storage { chunkRows = min(chunkRows, MatmulScratch.dequantizedRows) }
         }
         chunkRows = (chunkRows + 15) / 16 * 16
-        var chunkStarts = 0
-        for i in 0..<products.count { chunkStarts += (products[i].weights.rows + chunkRows - 1) / chunkRows }
-        let xp = UnsafePointer(x.pointer + inputOffset)
+        let chunks = products.chunkCount(rowsPerChunk: chunkRows)
         let work = UncheckedSendable(xp)
         let body = { (chunk: Int, worker: Int) in
-            var remaining = chunk
-            for i in 0..<products.count {
-                let (w, y, offset) = (products[i].weights, products[i].output, products[i].offset)
-                let chunks = (w.rows + chunkRows - 1) / chunkRows
-                if remaining >= chunks {
-                    remaining -= chunks
-                    continue
-                }
-                let begin = remaining * chunkRows, end = min(w.rows, begin + chunkRows)
-                product(w, input: work.value, rows: n, rowRange: begin..<end, output: y.pointer + offset,
-                        scratch: scratch, worker: worker)
-                return
-            }
+            let (i, range) = products.locate(chunk: chunk, rowsPerChunk: chunkRows)
+            let target = products[i]
+            product(target.weights, input: work.value, rows: n, rowRange: range, output: target.output.pointer + target.offset,
+                    scratch: scratch, worker: worker)
         }
         if let pool, workers > 1, totalRows * cols * n >= 1 << 15 {
-            pool.run(chunks: chunkStarts, body)
+            pool.run(chunks: chunks, body)
         } else {
-            for chunk in 0..<chunkStarts { body(chunk, 0) }
+            for chunk in 0..<chunks { body(chunk, 0) }
         }
     }
+
+    /// A prompt block on AVX-512 (see gemm_kernels.h): the input is packed once, for every
+    /// product and every worker, then the workers take chunks of 32-row weight stripes.
+    private static func blockedProducts(
+        _ products: Products, input xp: UnsafePointer<Float>, rows n: Int, cols: Int, totalRows: Int,
+        scratch: MatmulScratch, pool: WorkerPool?
+    ) {
+        let workers = pool?.workers ?? 1
+        let panels = (n + Int(gemm_panel_rows()) - 1) / Int(gemm_panel_rows())
+        let panelsPerChunk = max(1, (panels + 2 * workers - 1) / (2 * workers))
+        let input = UncheckedSendable(xp), packed = UncheckedSendable(scratch.packedInput)
+        let pack = { (chunk: Int, _: Int) in
+            let begin = chunk * panelsPerChunk
+            gemm_pack_input(input.value, Int32(n), Int32(cols), Int32(begin), Int32(min(panels, begin + panelsPerChunk)),
+                            packed.value)
+        }
+        // About eight chunks per worker, so a worker slowed by another process hands work on.
+        let chunkRows = max(32, (totalRows / (8 * workers) + 31) / 32 * 32)
+        let body = { (chunk: Int, worker: Int) in
+            let (i, range) = products.locate(chunk: chunk, rowsPerChunk: chunkRows)
+            let (w, y) = (products[i].weights, products[i].output.pointer + products[i].offset)
+            let buffer = scratch.weightBuffer(worker)
+            let (k, begin, end, ldy) = (Int32(cols), Int32(range.lowerBound), Int32(range.upperBound), Int32(w.rows))
+            switch w.storage {
+            case .float32(let weights):
+                gemm_f32(packed.value, Int32(n), k, weights.pointer, begin, end, y, ldy, buffer)
+            case .q8(let values, let scales, let groupSize):
+                gemm_q8(packed.value, Int32(n), k, values.pointer, scales.pointer, Int32(groupSize), begin, end, y, ldy, buffer)
+            }
+        }
+        let chunks = products.chunkCount(rowsPerChunk: chunkRows)
+        let packChunks = (panels + panelsPerChunk - 1) / panelsPerChunk
+        if let pool, workers > 1 {
+            pool.run(chunks: packChunks, pack)
+            pool.run(chunks: chunks, body)
+        } else {
+            for chunk in 0..<packChunks { pack(chunk, 0) }
+            for chunk in 0..<chunks { body(chunk, 0) }
+        }
+    }
+
+    /// Whether prompt blocks use the AVX-512 blocked products (false: BLAS sgemm).
+    public static var blockedProductsEnabled: Bool { gemm_available() != 0 }
+
+    /// Switches the blocked products off or back on (on only if the CPU has AVX-512), for tests
+    /// and benchmarks that compare them with sgemm; returns the previous setting.
+    @discardableResult
+    public static func setBlockedProducts(enabled: Bool) -> Bool { gemm_force(enabled ? 1 : 0) != 0 }
 
     /// Up to this many rows, float32 products run as one sgemv per row (see `product`).
     static let smallBatch = 16
@@ -119,7 +184,7 @@ public enum Kernels {
     /// Y[:, rowRange] for one weight matrix; Y is (n, W.rows) row-major.
     private static func product(
         _ w: WeightMatrix, input xp: UnsafePointer<Float>, rows n: Int, rowRange: Range<Int>,
-        output yp: UnsafeMutablePointer<Float>, scratch: QuantizedScratch?, worker: Int
+        output yp: UnsafeMutablePointer<Float>, scratch: MatmulScratch?, worker: Int
     ) {
         let m = Int32(rowRange.count), k = Int32(w.cols), ldy = Int32(w.rows)
         switch w.storage {
@@ -144,7 +209,7 @@ public enum Kernels {
         case .q8(let values, let scales, let groupSize) where n > smallBatch:
             // A prefill block: int8 dot products have no blocking for reuse, so dequantize this
             // chunk's rows (at most `dequantizedRows`) into the worker's buffer and use sgemm.
-            let buffer = scratch!.dequantized + worker * QuantizedScratch.dequantizedRows * w.cols
+            let buffer = scratch!.dequantized + worker * MatmulScratch.dequantizedRows * w.cols
             q8_dequantize_rows(values.pointer, scales.pointer, k, Int32(groupSize),
                                Int32(rowRange.lowerBound), Int32(rowRange.upperBound), buffer)
             quill_sgemm(1, Int32(n), m, k, 1, xp, k, buffer, k, 0, yp + rowRange.lowerBound, ldy)

@@ -120,7 +120,7 @@ final class KernelTests: XCTestCase {
         for kernel in ["portable", "avx2", "vnni256", "avx512vnni"] where forceQuantizedKernel(kernel) {
         for batch in [1, n] {
             let out = FloatBuffer(count: batch * rows)
-            Kernels.matmul(w, input: FloatBuffer(x), rows: batch, output: out, scratch: QuantizedScratch(maxRows: batch, maxCols: cols), pool: WorkerPool(workers: 3))
+            Kernels.matmul(w, input: FloatBuffer(x), rows: batch, output: out, scratch: MatmulScratch(maxRows: batch, maxCols: cols), pool: WorkerPool(workers: 3))
             assertClose(out.array(), reference(batch: batch), tolerance: 1e-4, "batch \(batch), kernel \(quantizedKernelName)")
             // And int8 activations stay near the float product (error ≲ Σ|w|·scale_x / 2).
             let float = naiveMatmul(dequantized, rows: rows, cols: cols, Array(x[..<(batch * cols)]), n: batch)
@@ -134,8 +134,40 @@ final class KernelTests: XCTestCase {
         let block = random.array(blockRows * cols)
         let out = FloatBuffer(count: blockRows * rows)
         Kernels.matmul(w, input: FloatBuffer(block), rows: blockRows, output: out,
-                       scratch: QuantizedScratch(maxRows: blockRows, maxCols: cols, workers: 3), pool: WorkerPool(workers: 3))
+                       scratch: MatmulScratch(maxRows: blockRows, maxCols: cols, workers: 3), pool: WorkerPool(workers: 3))
         assertClose(out.array(), naiveMatmul(dequantized, rows: rows, cols: cols, block, n: blockRows), tolerance: 1e-4)
+    }
+
+    /// Prompt-sized blocks (more than 16 rows), on the AVX-512 blocked products and on sgemm:
+    /// fused float32 and int8 products give the plain-loop result on the dequantized weights,
+    /// for sizes that leave partial panels and stripes, depths past one k block (384) and not a
+    /// multiple of 16, and int8 groups both of 16 and of 4 (the vector and the element-wise packing).
+    func testBlockedProductsMatchPlainLoops() {
+        var random = TestValues(seed: 11)
+        let pool = WorkerPool(workers: 3)
+        let wasEnabled = Kernels.blockedProductsEnabled
+        defer { Kernels.setBlockedProducts(enabled: wasEnabled) }
+        for blocked in [true, false] {
+            Kernels.setBlockedProducts(enabled: blocked)
+            if blocked && !Kernels.blockedProductsEnabled { print("no AVX-512: blocked products skipped"); continue }
+            for (cols, n, groupSize) in [(20, 17, 4), (800, 29, 16), (404, 25, 4), (768, 64, 16)] {
+                let (ra, rb) = (100, 33)
+                let wa = random.array(ra * cols), x = random.array(n * cols)
+                let q = (0..<rb * cols).map { _ in Int8(truncatingIfNeeded: Int(random.next() * 127)) }
+                let scales = (0..<rb * cols / groupSize).map { _ in abs(random.next()) / 50 + 0.001 }
+                let wb = WeightMatrix(rows: rb, cols: cols, storage: .q8(
+                    values: Int8Buffer(q).view, scales: FloatView(FloatBuffer(scales)), groupSize: groupSize))
+                let dequantized = (0..<rb * cols).map { Float(q[$0]) * scales[$0 / groupSize] }
+                let ya = FloatBuffer(count: n * ra + 1), yb = FloatBuffer(count: 3 + n * rb)
+                Kernels.fusedMatmul(.init(.init(matrix(wa, rows: ra, cols: cols), ya), .init(wb, yb, 3)),
+                                    input: FloatBuffer(x), rows: n,
+                                    scratch: MatmulScratch(maxRows: n, maxCols: cols, workers: 3), pool: pool)
+                let label = "cols \(cols), n \(n), blocked \(blocked)"
+                assertClose(ya.array(length: n * ra), naiveMatmul(wa, rows: ra, cols: cols, x, n: n), tolerance: 1e-4, "f32 " + label)
+                assertClose(yb.array(offset: 3), naiveMatmul(dequantized, rows: rb, cols: cols, x, n: n), tolerance: 1e-4, "q8 " + label)
+                XCTAssertEqual(ya.array(offset: n * ra) + yb.array(length: 3), [0, 0, 0, 0], "wrote outside the outputs")
+            }
+        }
     }
 
     func testRMSNormMatchesFormula() {

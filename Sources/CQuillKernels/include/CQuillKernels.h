@@ -1,3 +1,4 @@
 // Umbrella header of the C part of the kernels.
 #include "q8_kernels.h"
+#include "gemm_kernels.h"
 #include "blas_loader.h"

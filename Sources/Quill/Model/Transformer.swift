@@ -24,7 +24,7 @@ public final class Transformer {
     private let hb: FloatBuffer      // gate (rows, hiddenDim)
     private let hb2: FloatBuffer     // up (rows, hiddenDim)
     private let scores: FloatBuffer  // attention scratch per thread: (contextLength) or (rows, contextLength)
-    private let quantizedScratch: QuantizedScratch  // int8 activations for Q8_0 weights
+    private let matmulScratch: MatmulScratch  // int8 activations for Q8_0 weights
     private let pool: WorkerPool                    // splits each product's rows over the threads
     /// Logits of the rows that asked for them, (maxLogitRows, vocab).
     public let logits: FloatBuffer
@@ -64,7 +64,7 @@ public final class Transformer {
         scores = FloatBuffer(count: threads * maxRows * c.contextLength)
         self.maxLogitRows = min(maxRows, max(1, maxLogitRows ?? 16))
         logits = FloatBuffer(count: self.maxLogitRows * c.vocabSize)
-        quantizedScratch = QuantizedScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim), workers: threads)
+        matmulScratch = MatmulScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim), workers: threads)
         pool = WorkerPool(workers: threads)
         tokens = Array(repeating: 0, count: maxRows)
         positions = Array(repeating: 0, count: maxRows)
@@ -172,7 +172,7 @@ public final class Transformer {
             Kernels.rmsnorm(input: x, weight: layer.attentionNorm, rows: n, dim: dim, output: xb)
             // q (n, dim), k (n, kvDim), v (n, kvDim) = xb (n, dim) · (wq, wk, wv)ᵀ in one parallel region.
             Kernels.fusedMatmul(.init(.init(layer.wq, q), .init(layer.wk, k), .init(layer.wv, v)),
-                                input: xb, rows: n, scratch: quantizedScratch, pool: pool)
+                                input: xb, rows: n, scratch: matmulScratch, pool: pool)
             Kernels.rope(q, rows: n, width: dim, positions: positions, table: rope)
             Kernels.rope(k, rows: n, width: kvDim, positions: positions, table: rope)
             let layerOffset = l * c.contextLength * kvDim
@@ -192,16 +192,16 @@ public final class Transformer {
                     cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
                     contextLength: c.contextLength, scores: scores, output: attention, pool: pool)
             }
-            Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: quantizedScratch, pool: pool)  // (n, dim) → (n, dim)
+            Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: matmulScratch, pool: pool)  // (n, dim) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
 
             // Feed-forward block: x += w2 · (silu(w1 · h) ⊙ (w3 · h)), h = rmsnorm(x).
             Kernels.rmsnorm(input: x, weight: layer.ffnNorm, rows: n, dim: dim, output: xb)
             // gate hb (n, hidden), up hb2 (n, hidden) = xb · (w1, w3)ᵀ in one parallel region.
             Kernels.fusedMatmul(.init(.init(layer.w1, hb), .init(layer.w3, hb2)),
-                                input: xb, rows: n, scratch: quantizedScratch, pool: pool)
+                                input: xb, rows: n, scratch: matmulScratch, pool: pool)
             Kernels.swiglu(gate: hb, up: hb2, count: n * hidden, pool: pool)
-            Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: quantizedScratch, pool: pool)   // (n, hidden) → (n, dim)
+            Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: matmulScratch, pool: pool)   // (n, hidden) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
         }
     }
@@ -214,6 +214,6 @@ public final class Transformer {
         let first = rows.lowerBound, count = rows.count
         x.copy(offset: first * dim, length: count * dim, to: xb, at: 0)
         Kernels.rmsnorm(input: xb, weight: checkpoint.finalNorm, rows: count, dim: dim, output: q)
-        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits, scratch: quantizedScratch, pool: pool)  // (count, dim) → (count, vocab)
+        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits, scratch: matmulScratch, pool: pool)  // (count, dim) → (count, vocab)
     }
 }
