@@ -268,10 +268,8 @@ public enum Kernels {
         let piece = 1 << 14
         let pieces = (count + piece - 1) / piece
         let body = { (chunk: Int, worker: Int) in
-            for i in chunk * piece..<min(count, (chunk + 1) * piece) {
-                let v = g.value[i]
-                g.value[i] = v / (1 + expf(-v)) * u.value[i]
-            }
+            let begin = chunk * piece
+            quill_swiglu(g.value + begin, u.value + begin, Int32(min(count, begin + piece) - begin))
         }
         if let pool, pieces > 1 { pool.run(chunks: pieces, body) } else { for c in 0..<pieces { body(c, 0) } }
     }
@@ -319,16 +317,5 @@ public enum Kernels {
     }
 
     @inline(__always)
-    static func softmax(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-        var maxValue = p[0]
-        for i in 1..<n where p[i] > maxValue { maxValue = p[i] }
-        var sum: Float = 0
-        for i in 0..<n {
-            let e = expf(p[i] - maxValue)
-            p[i] = e
-            sum += e
-        }
-        let inverse = 1 / sum
-        for i in 0..<n { p[i] *= inverse }
-    }
+    static func softmax(_ p: UnsafeMutablePointer<Float>, _ n: Int) { quill_softmax(p, Int32(n)) }
 }

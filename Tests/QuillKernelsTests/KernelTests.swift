@@ -211,6 +211,34 @@ final class KernelTests: XCTestCase {
                     tolerance: 1e-6)
     }
 
+    /// The vectorised exponentials (softmax, SwiGLU) against double precision, relative to each
+    /// value, for every length up to 40 (whole vectors and tails) and inputs from -100 to 100.
+    /// The allowance is a few float ulps plus the rounding of the float argument of exp
+    /// (|argument| · 2⁻²⁴), which expf itself could not avoid either.
+    func testActivationsMatchDoublePrecision() {
+        var random = TestValues(seed: 12)
+        func assertRelative(_ got: [Float], _ want: [Double], arguments: [Float], _ label: String) {
+            for (i, (a, b)) in zip(got, want).enumerated()
+            where abs(Double(a) - b) > (4e-7 + Double(abs(arguments[i])) * 0x1p-24) * abs(b) + 1e-30 {
+                XCTFail("\(label): \(a) against \(b)")
+                return
+            }
+        }
+        for n in 1...40 {
+            let x = random.array(n).map { $0 * 30 }
+            let buffer = FloatBuffer(x + [7])
+            Kernels.softmax(buffer, count: n)
+            let top = Double(x.max()!), e = x.map { exp(Double($0) - top) }, total = e.reduce(0, +)
+            assertRelative(buffer.array(length: n), e.map { $0 / total }, arguments: x.map { $0 - x.max()! }, "softmax n=\(n)")
+            XCTAssertEqual(buffer.array(offset: n), [7], "softmax wrote past its range")
+        }
+        let g = random.array(4_000).map { $0 * 100 } + [-100, -88, -87, 0, 87, 88, 100]
+        let u = random.array(g.count)
+        let gate = FloatBuffer(g)
+        Kernels.swiglu(gate: gate, up: FloatBuffer(u), count: g.count)
+        assertRelative(gate.array(), zip(g, u).map { a, b in Double(a) / (1 + exp(-Double(a))) * Double(b) }, arguments: g, "swiglu")
+    }
+
     func testRoPERotatesAdjacentPairsPerHead() {
         var random = TestValues(seed: 5)
         let headSize = 6, width = 12, positions = [0, 3, 17]
@@ -276,7 +304,9 @@ final class KernelTests: XCTestCase {
     func testBlockAttentionEqualsRowByRowAttention() {
         var random = TestValues(seed: 7)
         let shape = Kernels.AttentionShape(heads: 4, kvHeads: 2, headSize: 6)
-        let context = 30, layers = 2, layer = 1, start = 5, n = 9
+        // 9 rows: one causal slice; 150 rows: three slices of 64, the last partial.
+        for (context, start, n) in [(30, 5, 9), (160, 5, 150)] {
+        let layers = 2, layer = 1
         let keys = FloatBuffer(random.array(layers * context * shape.kvDim))
         let values = FloatBuffer(random.array(layers * context * shape.kvDim))
         let q = FloatBuffer(random.array(n * shape.dim))
@@ -294,5 +324,6 @@ final class KernelTests: XCTestCase {
                                layerOffset: layerOffset, contextLength: context,
                                scores: FloatBuffer(count: 3 * n * (start + n)), output: parallel, pool: WorkerPool(workers: 3))
         assertClose(parallel.array(), expected.array(), tolerance: 1e-5, "heads over 3 workers")
+        }
     }
 }

@@ -138,6 +138,28 @@ final class ForwardTests: XCTestCase {
         }
     }
 
+    /// Prompt-sized blocks take the blocked products and causal attention slices: 150 tokens
+    /// as one block and in blocks of 48 (later blocks start past 0), with a hidden size past one
+    /// k block of the products (384), give the token-by-token logits at every position.
+    func testLongPromptBlocksEqualTokenByToken() throws {
+        let config = ModelConfig(dim: 64, hiddenDim: 400, layerCount: 2, headCount: 4, kvHeadCount: 2,
+                                 vocabSize: 67, contextLength: 200, sharedClassifier: false)
+        let checkpoint = try tinyCheckpoint(config)
+        let tokens = (0..<150).map { ($0 * 37 + $0 / 7) % config.vocabSize }
+        let expected = tokenByToken(Transformer(checkpoint: checkpoint), tokens)
+        for blockSize in [150, 48] {
+            let transformer = Transformer(checkpoint: checkpoint, maxRows: blockSize, threads: 2)
+            var position = 0
+            transformer.prefill(tokens, startPosition: 0, cache: transformer.makeCache()) { index, logits, offset in
+                XCTAssertEqual(index, position)
+                assertClose(logits.array(offset: offset, length: config.vocabSize), expected[index], tolerance: 1e-4,
+                            "block \(blockSize), position \(index)")
+                position += 1
+            }
+            XCTAssertEqual(position, tokens.count)
+        }
+    }
+
     func testSequencesDecodedTogetherEqualEachAlone() throws {
         let checkpoint = try tinyCheckpoint()
         let sequences = [[1, 4, 9, 16, 25], [1, 60, 61], [1, 2, 3, 4, 5, 6, 7]]

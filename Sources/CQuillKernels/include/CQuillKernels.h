@@ -1,4 +1,5 @@
 // Umbrella header of the C part of the kernels.
 #include "q8_kernels.h"
 #include "gemm_kernels.h"
+#include "activations.h"
 #include "blas_loader.h"

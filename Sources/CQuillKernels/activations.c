@@ -1,0 +1,102 @@
+#include "activations.h"
+
+#include <math.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+static int has_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return cached;
+}
+
+// e^x for 16 floats: x = n·ln2 + r with |r| ≤ ln2/2, e^r from the Cephes expf polynomial,
+// then scaled by 2^n. Inputs are clamped to the range where expf is finite and normal.
+__attribute__((target("avx512f")))
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);   // ln2, high part (exact product)
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);       // ln2, low part
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f")))
+static void softmax_avx512(float *x, int n) {
+    __m512 largest = _mm512_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) largest = _mm512_max_ps(largest, _mm512_loadu_ps(x + i));
+    if (i < n) largest = _mm512_mask_max_ps(largest, (__mmask16)((1u << (n - i)) - 1), largest, _mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1), x + i));
+    const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(largest));
+    __m512 sum = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), top));
+        _mm512_storeu_ps(x + i, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (i < n) {
+        const __mmask16 tail = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), top));
+        _mm512_mask_storeu_ps(x + i, tail, e);
+        sum = _mm512_mask_add_ps(sum, tail, sum, e);
+    }
+    const __m512 inverse = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inverse));
+    if (i < n) {
+        const __mmask16 tail = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + i), inverse));
+    }
+}
+
+__attribute__((target("avx512f")))
+static void swiglu_avx512(float *gate, const float *up, int n) {
+    int i = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        const __m512 g = _mm512_loadu_ps(gate + i);
+        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        _mm512_storeu_ps(gate + i, _mm512_mul_ps(silu, _mm512_loadu_ps(up + i)));
+    }
+    for (; i < n; ++i) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+#endif
+
+void quill_softmax(float *x, int n) {
+#if defined(__x86_64__)
+    if (has_avx512()) {
+        softmax_avx512(x, n);
+        return;
+    }
+#endif
+    float largest = x[0];
+    for (int i = 1; i < n; ++i) largest = x[i] > largest ? x[i] : largest;
+    float sum = 0;
+    for (int i = 0; i < n; ++i) {
+        x[i] = expf(x[i] - largest);
+        sum += x[i];
+    }
+    const float inverse = 1.0f / sum;
+    for (int i = 0; i < n; ++i) x[i] *= inverse;
+}
+
+void quill_swiglu(float *gate, const float *up, int n) {
+#if defined(__x86_64__)
+    if (has_avx512()) {
+        swiglu_avx512(gate, up, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
