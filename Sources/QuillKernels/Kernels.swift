@@ -7,8 +7,9 @@ public enum Kernels {
     // MARK: Projections
 
     /// Y (n, W.rows) = X (n, W.cols) · Wᵀ, with X starting at `inputOffset` and Y at
-    /// `outputOffset`. One row uses sgemv (memory-bound); several use sgemm, which reads each
-    /// weight once for the whole block. Int8 weights need `scratch` for their quantized input.
+    /// `outputOffset`. Up to 16 rows stream the weights once (memory-bound); a larger block uses
+    /// the blocked products of gemm_kernels.h (or sgemm without AVX-512), which read each weight
+    /// once for the whole block. Int8 weights and blocked products need `scratch`.
     /// With a `pool`, the weight rows are split into chunks computed in parallel.
     public static func matmul(
         _ w: WeightMatrix, input x: FloatBuffer, inputOffset: Int = 0, rows n: Int,
@@ -80,7 +81,7 @@ public enum Kernels {
             precondition(offset >= 0 && offset + n * w.rows <= y.count, "matmul output out of bounds")
             if case .q8(_, _, let groupSize) = w.storage {
                 guard let scratch else { preconditionFailure("int8 weights need a MatmulScratch") }
-                // Blocks larger than smallBatch dequantize weights for sgemm instead (see `product`).
+                // Larger blocks multiply float activations by dequantized weights instead.
                 if !quantizedInput && n <= smallBatch {
                     QuantizedKernels.quantizeInput(x.pointer + inputOffset, rows: n, cols: cols, groupSize: groupSize, scratch: scratch)
                     quantizedInput = true
