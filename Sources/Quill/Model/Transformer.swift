@@ -24,7 +24,7 @@ public final class Transformer {
     private let hb: FloatBuffer      // gate (rows, hiddenDim)
     private let hb2: FloatBuffer     // up (rows, hiddenDim)
     private let scores: FloatBuffer  // attention scratch per thread: (contextLength) or (rows, contextLength)
-    private let matmulScratch: MatmulScratch  // int8 activations for Q8_0 weights
+    private let matmulScratch: MatmulScratch  // int8 activations, packed prompt blocks
     private let pool: WorkerPool                    // splits each product's rows over the threads
     /// Logits of the rows that asked for them, (maxLogitRows, vocab).
     public let logits: FloatBuffer

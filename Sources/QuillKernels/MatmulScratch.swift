@@ -1,0 +1,54 @@
+import CQuillKernels
+import Foundation
+
+/// Scratch for the matrix products, owned by the caller and allocated once:
+/// - the activations quantized per group for Q8_0 weights (as llama.cpp does), so the
+///   inner loop of a few-row product is an int8 × int8 dot product;
+/// - for prompt blocks, the packed input block and each worker's packed weight stripe
+///   (see `gemm_kernels.h`), or without AVX-512 each worker's dequantized int8 rows for sgemm.
+public final class MatmulScratch: @unchecked Sendable {
+    let values: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<Float>
+    let capacity: Int
+    let maxRows: Int
+    let maxCols: Int
+    let workers: Int
+    /// Per worker, `dequantizedRows` float rows of weights (calloc'd, like the buffers below,
+    /// so pages cost nothing until a prompt block touches them).
+    let dequantized: UnsafeMutablePointer<Float>
+    /// The packed input block, (maxRows, maxCols) in panels.
+    let packedInput: UnsafeMutablePointer<Float>
+    /// Per worker, one packed weight stripe (64-byte aligned).
+    private let weightBuffers: UnsafeMutableRawPointer
+    private let weightBufferFloats: Int
+    /// Most weight rows one prefill chunk dequantizes.
+    static let dequantizedRows = 256
+
+    public init(maxRows: Int, maxCols: Int, workers: Int = 1) {
+        self.maxRows = maxRows
+        self.maxCols = maxCols
+        self.workers = max(1, workers)
+        capacity = maxRows * maxCols
+        values = .allocate(capacity: capacity)
+        scales = .allocate(capacity: capacity)
+        let floats = self.workers * Self.dequantizedRows * maxCols
+        dequantized = calloc(floats, 4)!.bindMemory(to: Float.self, capacity: floats)
+        let packed = gemm_packed_input_floats(Int32(maxRows), Int32(maxCols))
+        packedInput = calloc(packed, 4)!.bindMemory(to: Float.self, capacity: packed)
+        weightBufferFloats = (gemm_weight_buffer_floats() + 15) / 16 * 16
+        weightBuffers = UnsafeMutableRawPointer.allocate(byteCount: self.workers * weightBufferFloats * 4, alignment: 64)
+    }
+
+    /// Worker `worker`'s packed weight stripe.
+    func weightBuffer(_ worker: Int) -> UnsafeMutablePointer<Float> {
+        (weightBuffers + worker * weightBufferFloats * 4).assumingMemoryBound(to: Float.self)
+    }
+
+    deinit {
+        values.deallocate()
+        scales.deallocate()
+        free(dequantized)
+        free(packedInput)
+        weightBuffers.deallocate()
+    }
+}
