@@ -60,6 +60,44 @@ static void softmax_avx512(float *x, int n) {
     }
 }
 
+// Decode attention: the dot products and the weighted sum of values in 16-float vectors, with
+// masked tails for head sizes that are not a multiple of 16.
+__attribute__((target("avx512f")))
+static void attend_avx512(const float *q, const float *k, const float *v, int stride, int length, int head_size,
+                          float scale, float *scores, float *out) {
+    for (int t = 0; t < length; ++t) {
+        const float *kt = k + (size_t)t * stride;
+        __m512 acc = _mm512_setzero_ps();
+        for (int i = 0; i < head_size; i += 16) {
+            const __mmask16 m = head_size - i >= 16 ? 0xFFFF : (__mmask16)((1u << (head_size - i)) - 1);
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, kt + i), acc);
+        }
+        scores[t] = _mm512_reduce_add_ps(acc) * scale;
+    }
+    softmax_avx512(scores, length);
+    // Four output vectors (64 floats) at a time, so each score feeds four independent FMAs.
+    for (int i = 0; i < head_size; i += 64) {
+        __mmask16 m[4];
+        for (int j = 0; j < 4; ++j) {
+            const int left = head_size - i - 16 * j;
+            m[j] = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+        }
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        for (int t = 0; t < length; ++t) {
+            const float *vt = v + (size_t)t * stride + i;
+            const __m512 a = _mm512_set1_ps(scores[t]);
+            acc0 = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m[0], vt), acc0);
+            if (m[1]) acc1 = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m[1], vt + 16), acc1);
+            if (m[2]) acc2 = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m[2], vt + 32), acc2);
+            if (m[3]) acc3 = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m[3], vt + 48), acc3);
+        }
+        _mm512_mask_storeu_ps(out + i, m[0], acc0);
+        if (m[1]) _mm512_mask_storeu_ps(out + i + 16, m[1], acc1);
+        if (m[2]) _mm512_mask_storeu_ps(out + i + 32, m[2], acc2);
+        if (m[3]) _mm512_mask_storeu_ps(out + i + 48, m[3], acc3);
+    }
+}
+
 __attribute__((target("avx512f")))
 static void swiglu_avx512(float *gate, const float *up, int n) {
     int i = 0;
@@ -99,4 +137,23 @@ void quill_swiglu(float *gate, const float *up, int n) {
     }
 #endif
     for (int i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+void quill_attend(const float *q, const float *k, const float *v, int stride, int length, int head_size,
+                  float scale, float *scores, float *out) {
+#if defined(__x86_64__)
+    if (has_avx512()) {
+        attend_avx512(q, k, v, stride, length, head_size, scale, scores, out);
+        return;
+    }
+#endif
+    for (int t = 0; t < length; ++t) {
+        float dot = 0;
+        for (int i = 0; i < head_size; ++i) dot += q[i] * k[(size_t)t * stride + i];
+        scores[t] = dot * scale;
+    }
+    quill_softmax(scores, length);
+    for (int i = 0; i < head_size; ++i) out[i] = 0;
+    for (int t = 0; t < length; ++t)
+        for (int i = 0; i < head_size; ++i) out[i] += scores[t] * v[(size_t)t * stride + i];
 }

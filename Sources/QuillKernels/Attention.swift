@@ -100,14 +100,8 @@ extension Kernels {
             let kvOffset = layerOffset + (h / groupSize) * headSize
             let k = UnsafePointer(keys[cacheOf[r]].pointer + kvOffset)
             let v = UnsafePointer(values[cacheOf[r]].pointer + kvOffset)
-            for t in 0..<length { scratch[t] = dot(q, k + t * kvDim, headSize) * scale }
-            softmax(scratch, length)
-            let out = output.pointer + r * dim + h * headSize
-            out.update(repeating: 0, count: headSize)
-            for t in 0..<length {
-                let a = scratch[t], vt = v + t * kvDim
-                for i in 0..<headSize { out[i] += a * vt[i] }
-            }
+            quill_attend(q, k, v, Int32(kvDim), Int32(length), Int32(headSize), scale, scratch,
+                         output.pointer + r * dim + h * headSize)
         }
 
         let items = n * shape.heads

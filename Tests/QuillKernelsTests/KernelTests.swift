@@ -262,7 +262,10 @@ final class KernelTests: XCTestCase {
 
     func testAttentionMatchesPlainLoopsWithGroupedHeads() {
         var random = TestValues(seed: 6)
-        let shape = Kernels.AttentionShape(heads: 6, kvHeads: 2, headSize: 10)
+        // Head sizes below one vector, and past four vectors with a partial fifth (the kernel
+        // takes 64 floats of output at a time).
+        for headSize in [10, 80] {
+        let shape = Kernels.AttentionShape(heads: 6, kvHeads: 2, headSize: headSize)
         let context = 40, layers = 2, layer = 1
         let keys = FloatBuffer(random.array(layers * context * shape.kvDim))
         let values = FloatBuffer(random.array(layers * context * shape.kvDim))
@@ -297,7 +300,8 @@ final class KernelTests: XCTestCase {
                     }
                 }
             }
-            assertClose(out.array(), expected, tolerance: 1e-5, "workers \(workers)")
+            assertClose(out.array(), expected, tolerance: 1e-5, "head size \(headSize), workers \(workers)")
+        }
         }
     }
 

@@ -1,4 +1,4 @@
-// Elementwise activations of the forward pass, vectorised with AVX-512 when the CPU has it
+// Elementwise activations and single-row attention of the forward pass, vectorised with AVX-512 when the CPU has it
 // (exp by range reduction and a degree-6 polynomial, within 2 ulp of expf), with expf
 // otherwise. Prompt blocks spend more time in these exponentials than in anything but the
 // matrix products.
@@ -11,6 +11,12 @@ extern "C" {
 
 /// Softmax in place over x[0 ..< n] (n ≥ 1), subtracting the maximum first.
 void quill_softmax(float *x, int n);
+
+/// One query head against a cache: scores[t] = scale · q · k_t for t < length (k_t at
+/// k + t · stride), softmax over them, then out = Σ_t scores[t] · v_t (v_t at v + t · stride).
+/// `scores` holds at least `length` floats; q, k_t, v_t and out have `head_size` floats.
+void quill_attend(const float *q, const float *k, const float *v, int stride, int length, int head_size,
+                  float scale, float *scores, float *out);
 
 /// SwiGLU in place: gate[i] = gate[i] / (1 + e^-gate[i]) · up[i] for i in 0 ..< n.
 void quill_swiglu(float *gate, const float *up, int n);
