@@ -166,6 +166,114 @@ int q8_force_kernel(const char *name) {
     return 0;
 }
 
+#if defined(__x86_64__)
+// Several input rows against each weight row (decoding sequences together): the weight group's
+// absolute values and sign mask are computed once and used for every input row, and each row
+// has its own accumulator, so the rows' dependency chains run side by side. Inlined with a
+// constant `batch` (see the switch below) so the accumulators stay in registers.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline))
+static inline void q8_batch_rows(const int8_t *w, const float *ws, const int8_t *x, const float *xs, const int batch,
+                                 int rows, int cols, int group, int row_begin, int row_end, float *y) {
+    const int groups = cols / group;
+    for (int r = row_begin; r < row_end; ++r) {
+        const int8_t *wr = w + (size_t)r * cols;
+        const float *wsr = ws + (size_t)r * groups;
+        __m512 acc[16];
+        for (int b = 0; b < batch; ++b) acc[b] = _mm512_setzero_ps();
+        for (int g = 0; g < groups; ++g) {
+            __m512i sum[16];
+            for (int b = 0; b < batch; ++b) sum[b] = _mm512_setzero_si512();
+            for (int i = 0; i < group; i += 64) {
+                _mm_prefetch((const char *)(wr + 4 * cols + g * group + i), _MM_HINT_T0);
+                const __m512i wv = _mm512_loadu_si512((const void *)(wr + g * group + i));
+                const __m512i aw = _mm512_abs_epi8(wv);
+                const __mmask64 negative = _mm512_movepi8_mask(wv);
+                for (int b = 0; b < batch; ++b) {
+                    const __m512i xv = _mm512_loadu_si512((const void *)(x + (size_t)b * cols + g * group + i));
+                    sum[b] = _mm512_dpbusd_epi32(sum[b], aw, _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv));
+                }
+            }
+            for (int b = 0; b < batch; ++b)
+                acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[b]), _mm512_set1_ps(wsr[g] * xs[(size_t)b * groups + g]), acc[b]);
+        }
+        for (int b = 0; b < batch; ++b) y[(size_t)b * rows + r] = _mm512_reduce_add_ps(acc[b]);
+    }
+}
+
+// The same for groups of exactly 32 (rows that 64 does not divide, e.g. 288 or 1376 wide): each
+// 64-byte step holds two groups, so the scales form a vector of two halves; a final half step is
+// masked.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline))
+static inline void q8_batch_rows32(const int8_t *w, const float *ws, const int8_t *x, const float *xs, const int batch,
+                                   int rows, int cols, int row_begin, int row_end, float *y) {
+    const int groups = cols / 32;
+    for (int r = row_begin; r < row_end; ++r) {
+        const int8_t *wr = w + (size_t)r * cols;
+        const float *wsr = ws + (size_t)r * groups;
+        __m512 acc[16];
+        for (int b = 0; b < batch; ++b) acc[b] = _mm512_setzero_ps();
+        for (int c = 0; c < cols; c += 64) {
+            const int whole = cols - c >= 64;
+            const __mmask64 bytes = whole ? ~(__mmask64)0 : ((__mmask64)1 << (cols - c)) - 1;
+            _mm_prefetch((const char *)(wr + 4 * cols + c), _MM_HINT_T0);
+            const __m512i wv = _mm512_maskz_loadu_epi8(bytes, wr + c);
+            const __m512i aw = _mm512_abs_epi8(wv);
+            const __mmask64 negative = _mm512_movepi8_mask(wv);
+            const int g = c / 32;
+            for (int b = 0; b < batch; ++b) {
+                const __m512i xv = _mm512_maskz_loadu_epi8(bytes, x + (size_t)b * cols + c);
+                const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw,
+                                                        _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv));
+                const float *xsb = xs + (size_t)b * groups;
+                const __m512 scale = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(wsr[g] * xsb[g]),
+                                                          _mm512_set1_ps(whole ? wsr[g + 1] * xsb[g + 1] : 0.0f));
+                acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[b]);
+            }
+        }
+        for (int b = 0; b < batch; ++b) y[(size_t)b * rows + r] = _mm512_reduce_add_ps(acc[b]);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void q8_batch_vnni32(const int8_t *w, const float *ws, const int8_t *x, const float *xs, int batch,
+                            int rows, int cols, int row_begin, int row_end, float *y) {
+    switch (batch) {
+#define CASE(B) case B: q8_batch_rows32(w, ws, x, xs, B, rows, cols, row_begin, row_end, y); break;
+        CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9)
+        CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
+#undef CASE
+        default:
+            for (int b = 0; b < batch; ++b)
+                for (int r = row_begin; r < row_end; ++r)
+                    y[(size_t)b * rows + r] = dot_vnni256(w + (size_t)r * cols, ws + (size_t)r * (cols / 32),
+                                                          x + (size_t)b * cols, xs + (size_t)b * (cols / 32), cols, 32);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void q8_batch_avx512vnni(const int8_t *w, const float *ws, const int8_t *x, const float *xs, int batch,
+                                int rows, int cols, int group, int row_begin, int row_end, float *y) {
+    switch (batch) {
+#define CASE(B) case B: q8_batch_rows(w, ws, x, xs, B, rows, cols, group, row_begin, row_end, y); break;
+        CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9)
+        CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
+#undef CASE
+        default:
+            for (int first = 0; first < batch; first += 16) {
+                const int count = batch - first < 16 ? batch - first : 16;
+                if (count == 1) {
+                    for (int r = row_begin; r < row_end; ++r)
+                        y[(size_t)first * rows + r] = dot_avx512vnni(w + (size_t)r * cols, ws + (size_t)r * (cols / group),
+                                                                   x + (size_t)first * cols, xs + (size_t)first * (cols / group), cols, group);
+                } else {
+                    q8_batch_avx512vnni(w, ws, x + (size_t)first * cols, xs + (size_t)first * (cols / group), count, rows,
+                                        cols, group, row_begin, row_end, y + (size_t)first * rows);
+                }
+            }
+    }
+}
+#endif
+
 void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const float *x_scales,
                int batch, int rows, int cols, int group, int row_begin, int row_end, float *y) {
     const char *name;
@@ -180,6 +288,16 @@ void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const fl
         dot = dot_portable;
     }
     const int groups = cols / group;
+#if defined(__x86_64__)
+    if (batch > 1 && dot == dot_avx512vnni) {
+        q8_batch_avx512vnni(w, w_scales, x, x_scales, batch, rows, cols, group, row_begin, row_end, y);
+        return;
+    }
+    if (batch > 1 && dot == dot_vnni256 && group == 32) {
+        q8_batch_vnni32(w, w_scales, x, x_scales, batch, rows, cols, row_begin, row_end, y);
+        return;
+    }
+#endif
     // Each weight row is read from memory once and reused for every batch row while in cache.
     for (int r = row_begin; r < row_end; ++r) {
         const int8_t *wr = w + (size_t)r * cols;
