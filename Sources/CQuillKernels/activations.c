@@ -5,13 +5,16 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+static int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+}
+
+static int vector_enabled = -1;
+
 static int has_avx512(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    }
-    return cached;
+    if (vector_enabled < 0) vector_enabled = cpu_has_avx512();
+    return vector_enabled;
 }
 
 // e^x for 16 floats: x = n·ln2 + r with |r| ≤ ln2/2, e^r from the Cephes expf polynomial,
@@ -110,6 +113,17 @@ static void swiglu_avx512(float *gate, const float *up, int n) {
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 #endif
+
+int activations_force_vector(int on) {
+#if defined(__x86_64__)
+    const int previous = has_avx512();
+    vector_enabled = on ? cpu_has_avx512() : 0;
+    return previous;
+#else
+    (void)on;
+    return 0;
+#endif
+}
 
 void quill_softmax(float *x, int n) {
 #if defined(__x86_64__)

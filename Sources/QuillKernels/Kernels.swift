@@ -174,6 +174,11 @@ public enum Kernels {
     @discardableResult
     public static func setBlockedProducts(enabled: Bool) -> Bool { gemm_force(enabled ? 1 : 0) != 0 }
 
+    /// Switches the AVX-512 softmax, SwiGLU and decode attention off or back on (on only if the
+    /// CPU has AVX-512), for tests of the portable loops; returns the previous setting.
+    @discardableResult
+    public static func setVectorActivations(enabled: Bool) -> Bool { activations_force_vector(enabled ? 1 : 0) != 0 }
+
     /// Up to this many rows, float32 products run as one sgemv per row (see `product`).
     static let smallBatch = 16
 

@@ -223,6 +223,10 @@ final class KernelTests: XCTestCase {
     /// The allowance is a few float ulps plus the rounding of the float argument of exp
     /// (|argument| · 2⁻²⁴), which expf itself could not avoid either.
     func testActivationsMatchDoublePrecision() {
+        let wasVector = Kernels.setVectorActivations(enabled: true)
+        defer { Kernels.setVectorActivations(enabled: wasVector) }
+        for vector in [true, false] {
+        Kernels.setVectorActivations(enabled: vector)
         var random = TestValues(seed: 12)
         func assertRelative(_ got: [Float], _ want: [Double], arguments: [Float], _ label: String) {
             for (i, (a, b)) in zip(got, want).enumerated()
@@ -244,6 +248,7 @@ final class KernelTests: XCTestCase {
         let gate = FloatBuffer(g)
         Kernels.swiglu(gate: gate, up: FloatBuffer(u), count: g.count)
         assertRelative(gate.array(), zip(g, u).map { a, b in Double(a) / (1 + exp(-Double(a))) * Double(b) }, arguments: g, "swiglu")
+        }
     }
 
     func testRoPERotatesAdjacentPairsPerHead() {
@@ -270,8 +275,11 @@ final class KernelTests: XCTestCase {
     func testAttentionMatchesPlainLoopsWithGroupedHeads() {
         var random = TestValues(seed: 6)
         // Head sizes below one vector, and past four vectors with a partial fifth (the kernel
-        // takes 64 floats of output at a time).
-        for headSize in [10, 80] {
+        // takes 64 floats of output at a time); the vector and the portable loops.
+        let wasVector = Kernels.setVectorActivations(enabled: true)
+        defer { Kernels.setVectorActivations(enabled: wasVector) }
+        for (headSize, vector) in [(10, true), (80, true), (10, false), (80, false)] {
+        Kernels.setVectorActivations(enabled: vector)
         let shape = Kernels.AttentionShape(heads: 6, kvHeads: 2, headSize: headSize)
         let context = 40, layers = 2, layer = 1
         let keys = FloatBuffer(random.array(layers * context * shape.kvDim))
@@ -307,7 +315,7 @@ final class KernelTests: XCTestCase {
                     }
                 }
             }
-            assertClose(out.array(), expected, tolerance: 1e-5, "head size \(headSize), workers \(workers)")
+            assertClose(out.array(), expected, tolerance: 1e-5, "head size \(headSize), vector \(vector), workers \(workers)")
         }
         }
     }

@@ -21,6 +21,10 @@ void quill_attend(const float *q, const float *k, const float *v, int stride, in
 /// SwiGLU in place: gate[i] = gate[i] / (1 + e^-gate[i]) · up[i] for i in 0 ..< n.
 void quill_swiglu(float *gate, const float *up, int n);
 
+/// Switches the AVX-512 versions off (0) or back on (1, if the CPU can), so tests can check the
+/// portable loops too. Returns the previous setting.
+int activations_force_vector(int on);
+
 #ifdef __cplusplus
 }
 #endif
