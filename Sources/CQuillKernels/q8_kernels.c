@@ -242,7 +242,7 @@ static void q8_batch_vnni32(const int8_t *w, const float *ws, const int8_t *x, c
         CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9)
         CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
 #undef CASE
-        default:
+        default:  // more rows than the kernels unroll for (callers send at most 16)
             for (int b = 0; b < batch; ++b)
                 for (int r = row_begin; r < row_end; ++r)
                     y[(size_t)b * rows + r] = dot_vnni256(w + (size_t)r * cols, ws + (size_t)r * (cols / 32),
@@ -258,18 +258,11 @@ static void q8_batch_avx512vnni(const int8_t *w, const float *ws, const int8_t *
         CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9)
         CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
 #undef CASE
-        default:
-            for (int first = 0; first < batch; first += 16) {
-                const int count = batch - first < 16 ? batch - first : 16;
-                if (count == 1) {
-                    for (int r = row_begin; r < row_end; ++r)
-                        y[(size_t)first * rows + r] = dot_avx512vnni(w + (size_t)r * cols, ws + (size_t)r * (cols / group),
-                                                                   x + (size_t)first * cols, xs + (size_t)first * (cols / group), cols, group);
-                } else {
-                    q8_batch_avx512vnni(w, ws, x + (size_t)first * cols, xs + (size_t)first * (cols / group), count, rows,
-                                        cols, group, row_begin, row_end, y + (size_t)first * rows);
-                }
-            }
+        default:  // more rows than the kernels unroll for (callers send at most 16)
+            for (int b = 0; b < batch; ++b)
+                for (int r = row_begin; r < row_end; ++r)
+                    y[(size_t)b * rows + r] = dot_avx512vnni(w + (size_t)r * cols, ws + (size_t)r * (cols / group),
+                                                             x + (size_t)b * cols, xs + (size_t)b * (cols / group), cols, group);
     }
 }
 #endif
