@@ -1,5 +1,5 @@
 // Elementwise activations and single-row attention of the forward pass, vectorised with AVX-512 when the CPU has it
-// (exp by range reduction and a degree-6 polynomial, within 2 ulp of expf), with expf
+// (exp by range reduction and a degree-6 polynomial, relative error under 4e-7 as tested), with expf
 // otherwise. Prompt blocks spend more time in these exponentials than in anything but the
 // matrix products.
 #ifndef ACTIVATIONS_H
