@@ -1,7 +1,7 @@
-// Elementwise activations and single-row attention of the forward pass, vectorised with AVX-512 when the CPU has it
-// (exp by range reduction and a degree-6 polynomial, relative error under 4e-7 as tested), with expf
-// otherwise. Prompt blocks spend more time in these exponentials than in anything but the
-// matrix products.
+// Elementwise activations and single-row attention of the forward pass, vectorised with
+// AVX-512 when the CPU has it (exp by range reduction and a degree-6 polynomial, relative error
+// under 4e-7 as tested), with expf and plain loops otherwise. Before this, prompt blocks spent
+// more time in these exponentials than in anything but the matrix products.
 #ifndef ACTIVATIONS_H
 #define ACTIVATIONS_H
 
