@@ -1,0 +1,42 @@
+import Foundation
+import Quill
+
+/// The tokenizer for tokenize/detokenize: -z, else the one beside -m (or the default model).
+private func tokenizerFor(_ o: TokenizeOptions) throws -> Tokenizer {
+    if let path = o.tokenizerPath { return try Tokenizer(path: path) }
+    let modelPath = try resolveModelPath(o.modelPath)
+    guard let path = Tokenizer.defaultPath(forCheckpoint: modelPath) else {
+        throw InputError("no tokenizer for \(modelPath): give one with -z")
+    }
+    return try Tokenizer(path: path)
+}
+
+/// `quill tokenize`: ids (default), pieces, or JSON of a text.
+func runTokenize(_ o: TokenizeOptions) throws -> ExitStatus {
+    let tokenizer = try tokenizerFor(o)
+    let ids = try tokenizer.encode(try readPrompt(o.input), addBOS: o.addBOS)
+    let output: String
+    switch o.format {
+    case .ids: output = ids.map(String.init).joined(separator: " ")
+    case .pieces: output = ids.map { "\($0)\t\(tokenizer.piece($0) ?? "")" }.joined(separator: "\n")
+    case .json:
+        output = JSON.object([("ids", .array(ids.map { .int($0) })),
+                              ("pieces", .array(ids.map { .string(tokenizer.piece($0) ?? "") }))]).encoded
+    }
+    OutputStream.standardOutput.write(output + "\n")
+    return .success
+}
+
+/// `quill detokenize`: ids (separated by spaces, commas or newlines) back to text.
+func runDetokenize(_ o: TokenizeOptions) throws -> ExitStatus {
+    let tokenizer = try tokenizerFor(o)
+    var ids: [Int] = []
+    for part in try readPrompt(o.input).split(whereSeparator: { $0 == "," || $0.isWhitespace }) {
+        guard let id = Int(part), id >= 0, id < tokenizer.vocabSize else {
+            throw InputError("'\(part)' is not a token id of \(tokenizer.path) (0..<\(tokenizer.vocabSize))")
+        }
+        ids.append(id)
+    }
+    OutputStream.standardOutput.write(tokenizer.decode(ids))
+    return .success
+}
