@@ -9,13 +9,15 @@ public final class RotaryTable: @unchecked Sendable {
     let cosines: FloatBuffer  // (contextLength, headSize / 2)
     let sines: FloatBuffer    // (contextLength, headSize / 2)
 
-    public init(contextLength: Int, headSize: Int, theta: Double = 10000) {
+    /// A table for positions `0 ..< contextLength` (the positions a run can reach, not
+    /// necessarily the model's whole context).
+    public init(contextLength: Int, headSize: Int, theta: Double = 10000) throws(AllocationError) {
         precondition(headSize % 2 == 0, "RoPE needs an even head size")
         self.contextLength = contextLength
         self.headSize = headSize
         let half = headSize / 2
-        cosines = FloatBuffer(count: contextLength * half)
-        sines = FloatBuffer(count: contextLength * half)
+        cosines = try FloatBuffer(allocating: contextLength * half, for: "the RoPE table")
+        sines = try FloatBuffer(allocating: contextLength * half, for: "the RoPE table")
         for position in 0..<contextLength {
             for i in 0..<half {
                 let frequency = 1 / pow(theta, Double(2 * i) / Double(headSize))
@@ -126,7 +128,7 @@ extension Kernels {
     /// O_h (n, hs) = P (n, L) · V_h (L, hs). Used for prompt prefill, where it replaces
     /// n × heads small dot-product loops with a few large matrix products.
     /// Heads run in parallel on `pool`; `scores` is scratch of at least
-    /// workers × n × (start + n) floats.
+    /// workers × min(n, 64) × (start + n) floats (`blockAttentionScratch`).
     public static func blockAttention(
         query: FloatBuffer, rows n: Int, start: Int, shape: AttentionShape,
         keys: FloatBuffer, values: FloatBuffer, layerOffset: Int, contextLength: Int,
@@ -136,17 +138,17 @@ extension Kernels {
         let length = start + n
         precondition(n >= 1 && start >= 0 && length <= contextLength, "block attention positions")
         let workers = pool?.workers ?? 1
-        precondition(n * dim <= query.count && n * dim <= output.count && workers * n * length <= scores.count,
-                     "block attention buffers")
+        precondition(n * dim <= query.count && n * dim <= output.count
+                     && workers * blockAttentionScratch(rows: n, length: length) <= scores.count, "block attention buffers")
         precondition(layerOffset + contextLength * kvDim <= keys.count && layerOffset + contextLength * kvDim <= values.count,
                      "block attention cache size")
         let groupSize = shape.heads / shape.kvHeads
         let scale = 1 / Float(headSize).squareRoot()
         // Causal: rows are taken in slices, and a slice multiplies only the keys its last row
         // can see, which for a prompt from position 0 skips nearly half of both products.
-        let slice = 64
+        let slice = blockAttentionSlice
         let head = { (h: Int, worker: Int) in
-            let s = scores.pointer + worker * n * length
+            let s = scores.pointer + worker * blockAttentionScratch(rows: n, length: length)
             let kvOffset = layerOffset + (h / groupSize) * headSize
             for first in stride(from: 0, to: n, by: slice) {
                 let rows = min(slice, n - first)
@@ -169,4 +171,11 @@ extension Kernels {
         }
         if let pool { pool.run(chunks: shape.heads, head) } else { for h in 0..<shape.heads { head(h, 0) } }
     }
+
+    /// Rows of a prompt block whose scores block attention holds at once.
+    static let blockAttentionSlice = 64
+
+    /// Floats of score scratch one worker needs for block attention over `rows` query rows and
+    /// `length` visible positions: one slice of rows at a time.
+    public static func blockAttentionScratch(rows: Int, length: Int) -> Int { min(rows, blockAttentionSlice) * length }
 }

@@ -9,11 +9,20 @@ public final class FloatBuffer: @unchecked Sendable {
     /// Number of float32 elements.
     public let count: Int
 
-    public init(count: Int) {
-        precondition(count >= 0, "FloatBuffer count must be non-negative")
+    /// A zeroed buffer of `count` floats, or an error when the memory cannot be had. Sizes that
+    /// come from a file or a flag go through here, so a large one is an error, never a crash.
+    public init(allocating count: Int, for purpose: String) throws(AllocationError) {
+        guard count >= 0, count <= Int.max / 8, let raw = calloc(max(count, 1), 4) else {
+            throw AllocationError(purpose: purpose, bytes: count.multipliedReportingOverflow(by: 4).partialValue)
+        }
         self.count = count
-        guard let raw = calloc(max(count, 1), 4) else { fatalError("out of memory allocating \(count) floats") }
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+
+    /// A zeroed buffer of `count` floats, for sizes the program itself chooses (small scratch,
+    /// tests); running out of memory there is not a condition the caller can handle.
+    public convenience init(count: Int) {
+        do { try self.init(allocating: count, for: "a buffer") } catch { preconditionFailure("\(error)") }
     }
 
     public convenience init(_ values: [Float]) {
@@ -52,6 +61,20 @@ public final class FloatBuffer: @unchecked Sendable {
         precondition(destinationOffset >= 0 && destinationOffset + length <= destination.count,
                      "destination range out of bounds")
         (destination.pointer + destinationOffset).update(from: pointer + offset, count: length)
+    }
+}
+
+/// Memory that could not be allocated, with what it was for.
+public struct AllocationError: Error, CustomStringConvertible, Sendable {
+    public let purpose: String
+    public let bytes: Int
+    public init(purpose: String, bytes: Int) {
+        self.purpose = purpose
+        self.bytes = bytes
+    }
+    public var description: String {
+        let size = bytes >= 1 << 30 ? "\(bytes >> 30) GiB" : bytes >= 1 << 20 ? "\(bytes >> 20) MiB" : "\(bytes) bytes"
+        return "cannot allocate \(size) for \(purpose)"
     }
 }
 

@@ -251,10 +251,10 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    func testRoPERotatesAdjacentPairsPerHead() {
+    func testRoPERotatesAdjacentPairsPerHead() throws {
         var random = TestValues(seed: 5)
         let headSize = 6, width = 12, positions = [0, 3, 17]
-        let table = RotaryTable(contextLength: 20, headSize: headSize)
+        let table = try RotaryTable(contextLength: 20, headSize: headSize)
         let x = random.array(positions.count * width)
         let buffer = FloatBuffer(x)
         Kernels.rope(buffer, rows: positions.count, width: width, positions: positions, table: table)

@@ -15,9 +15,9 @@ final class DefaultModelTests: XCTestCase {
 
         let checkpoint = try Checkpoint(path: modelPath)
         for (maxRows, name) in [(1, "token by token"), (64, "blocked prefill")] {
-            let transformer = Transformer(checkpoint: checkpoint, maxRows: maxRows)
+            let transformer = try Transformer(checkpoint: checkpoint, maxRows: maxRows)
             var rows: [[Float]] = []
-            transformer.prefill(tokens, startPosition: 0, cache: transformer.makeCache()) { _, logits, offset in
+            transformer.prefill(tokens, startPosition: 0, cache: try transformer.makeCache()) { _, logits, offset in
                 rows.append(logits.array(offset: offset, length: checkpoint.config.vocabSize))
             }
             for (position, row) in rows.enumerated() {

@@ -89,8 +89,8 @@ final class ForwardTests: XCTestCase {
         try Checkpoint(path: try RandomWeights(config: config, seed: 5).write(to: try temporaryFolder(self)))
     }
 
-    private func tokenByToken(_ transformer: Transformer, _ tokens: [Int]) -> [[Float]] {
-        let cache = transformer.makeCache()
+    private func tokenByToken(_ transformer: Transformer, _ tokens: [Int]) throws -> [[Float]] {
+        let cache = try transformer.makeCache()
         return tokens.enumerated().map { position, token in
             transformer.forward(token: token, position: position, cache: cache)
                 .array(length: transformer.config.vocabSize)
@@ -99,9 +99,9 @@ final class ForwardTests: XCTestCase {
 
     /// The KV-cached, one-token-at-a-time logits equal an independent from-scratch
     /// recomputation at every length.
-    func checkAgainstReference(_ checkpoint: Checkpoint, tokens: [Int], tolerance: Float) {
+    func checkAgainstReference(_ checkpoint: Checkpoint, tokens: [Int], tolerance: Float) throws {
         let reference = ReferenceModel(checkpoint: checkpoint)
-        let incremental = tokenByToken(Transformer(checkpoint: checkpoint), tokens)
+        let incremental = try tokenByToken(try Transformer(checkpoint: checkpoint), tokens)
         for length in 1...tokens.count {
             let expected = reference.logits(Array(tokens[..<length])).map { Float($0) }
             assertClose(incremental[length - 1], expected, tolerance: tolerance, "length \(length)")
@@ -109,22 +109,22 @@ final class ForwardTests: XCTestCase {
     }
 
     func testCachedLogitsEqualRecomputationTinyGQA() throws {
-        checkAgainstReference(try tinyCheckpoint(), tokens: [1, 5, 66, 0, 12, 12, 40, 3, 7], tolerance: 1e-4)
+        try checkAgainstReference(try tinyCheckpoint(), tokens: [1, 5, 66, 0, 12, 12, 40, 3, 7], tolerance: 1e-4)
     }
 
     func testCachedLogitsEqualRecomputationStories260K() throws {
         let checkpoint = try Checkpoint(path: try TestPaths.shared("stories260K.bin"))
-        checkAgainstReference(checkpoint, tokens: [1, 403, 407, 261, 378, 266, 350, 261, 500, 13], tolerance: 1e-4)
+        try checkAgainstReference(checkpoint, tokens: [1, 403, 407, 261, 378, 266, 350, 261, 500, 13], tolerance: 1e-4)
     }
 
     func testBlockedPrefillEqualsTokenByToken() throws {
         let checkpoint = try tinyCheckpoint()
         let tokens = [1, 9, 8, 7, 30, 31, 2, 60, 61, 62, 5]
-        let expected = tokenByToken(Transformer(checkpoint: checkpoint), tokens)
+        let expected = try tokenByToken(try Transformer(checkpoint: checkpoint), tokens)
         for (blockSize, threads, logitRows) in [(4, 1, 4), (64, 2, 16), (3, 3, 2), (64, 2, 4)] {
-            let transformer = Transformer(checkpoint: checkpoint, maxRows: blockSize, threads: threads, maxLogitRows: logitRows)
+            let transformer = try Transformer(checkpoint: checkpoint, maxRows: blockSize, threads: threads, maxLogitRows: logitRows)
             var seen: [[Float]] = []
-            let last = transformer.prefill(tokens, startPosition: 0, cache: transformer.makeCache()) { _, logits, offset in
+            let last = transformer.prefill(tokens, startPosition: 0, cache: try transformer.makeCache()) { _, logits, offset in
                 seen.append(logits.array(offset: offset, length: checkpoint.config.vocabSize))
             }.array(length: checkpoint.config.vocabSize)
             XCTAssertEqual(seen.count, tokens.count)
@@ -133,7 +133,7 @@ final class ForwardTests: XCTestCase {
             }
             assertClose(last, expected.last!, tolerance: 1e-4, "block \(blockSize), returned logits")
             // Without the per-position callback only the last row is computed; it must agree too.
-            let quick = transformer.prefill(tokens, startPosition: 0, cache: transformer.makeCache())
+            let quick = transformer.prefill(tokens, startPosition: 0, cache: try transformer.makeCache())
             assertClose(quick.array(length: checkpoint.config.vocabSize), expected.last!, tolerance: 1e-4)
         }
     }
@@ -146,11 +146,11 @@ final class ForwardTests: XCTestCase {
                                  vocabSize: 67, contextLength: 200, sharedClassifier: false)
         let checkpoint = try tinyCheckpoint(config)
         let tokens = (0..<150).map { ($0 * 37 + $0 / 7) % config.vocabSize }
-        let expected = tokenByToken(Transformer(checkpoint: checkpoint), tokens)
+        let expected = try tokenByToken(try Transformer(checkpoint: checkpoint), tokens)
         for blockSize in [150, 48] {
-            let transformer = Transformer(checkpoint: checkpoint, maxRows: blockSize, threads: 2)
+            let transformer = try Transformer(checkpoint: checkpoint, maxRows: blockSize, threads: 2)
             var position = 0
-            transformer.prefill(tokens, startPosition: 0, cache: transformer.makeCache()) { index, logits, offset in
+            transformer.prefill(tokens, startPosition: 0, cache: try transformer.makeCache()) { index, logits, offset in
                 XCTAssertEqual(index, position)
                 assertClose(logits.array(offset: offset, length: config.vocabSize), expected[index], tolerance: 1e-4,
                             "block \(blockSize), position \(index)")
@@ -163,9 +163,9 @@ final class ForwardTests: XCTestCase {
     func testSequencesDecodedTogetherEqualEachAlone() throws {
         let checkpoint = try tinyCheckpoint()
         let sequences = [[1, 4, 9, 16, 25], [1, 60, 61], [1, 2, 3, 4, 5, 6, 7]]
-        let alone = sequences.map { tokenByToken(Transformer(checkpoint: checkpoint), $0) }
-        let transformer = Transformer(checkpoint: checkpoint, maxRows: 8, threads: 2)
-        let caches = sequences.map { _ in transformer.makeCache() }
+        let alone = try sequences.map { try tokenByToken(try Transformer(checkpoint: checkpoint), $0) }
+        let transformer = try Transformer(checkpoint: checkpoint, maxRows: 8, threads: 2)
+        let caches = try sequences.map { _ in try transformer.makeCache() }
         // Step all sequences together while they have tokens left.
         for step in 0..<sequences.map(\.count).max()! {
             let active = sequences.indices.filter { step < sequences[$0].count }
@@ -185,10 +185,10 @@ final class ForwardTests: XCTestCase {
         let f32 = try Checkpoint(path: try weights.write(to: folder, name: "f.bin"))
         let q8 = try Checkpoint(path: try weights.write(to: folder, name: "q.bin", format: .version2(groupSize: 16)))
         let tokens = [1, 9, 8, 7, 30]
-        let a = tokenByToken(Transformer(checkpoint: f32), tokens), b = tokenByToken(Transformer(checkpoint: q8), tokens)
+        let a = try tokenByToken(try Transformer(checkpoint: f32), tokens), b = try tokenByToken(try Transformer(checkpoint: q8), tokens)
         assertClose(b.last!, a.last!, tolerance: 0.05, "int8 weights drift too far from float32")
         // And the int8 path agrees with the float reference on its own dequantized weights, up to
         // the error of quantizing activations to int8 per group (Q8_0 semantics, as in llama.cpp).
-        checkAgainstReference(q8, tokens: tokens, tolerance: 0.03)
+        try checkAgainstReference(q8, tokens: tokens, tolerance: 0.03)
     }
 }

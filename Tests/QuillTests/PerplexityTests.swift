@@ -4,8 +4,8 @@ import XCTest
 
 final class PerplexityTests: XCTestCase {
     /// log p(token | prefix) at every position, one token at a time through the KV cache.
-    private func stepwiseLogProbabilities(_ transformer: Transformer, _ tokens: [Int]) -> [Double] {
-        let cache = transformer.makeCache()
+    private func stepwiseLogProbabilities(_ transformer: Transformer, _ tokens: [Int]) throws -> [Double] {
+        let cache = try transformer.makeCache()
         let vocab = transformer.config.vocabSize
         return (0..<tokens.count - 1).map { p in
             let logits = transformer.forward(token: tokens[p], position: p, cache: cache).array(length: vocab).map(Double.init)
@@ -19,9 +19,9 @@ final class PerplexityTests: XCTestCase {
         let tokenizer = try Tokenizer(path: try TestPaths.shared("tok512.model"))
         let text = "Once upon a time, there was a little dog named Max. Max liked to run in the park with his ball."
         let tokens = try tokenizer.encode(text)
-        let transformer = Transformer(checkpoint: checkpoint, maxRows: 16)
+        let transformer = try Transformer(checkpoint: checkpoint, maxRows: 16)
         let result = try Perplexity.evaluate(tokens, transformer: transformer, keepPerToken: true)
-        let expected = stepwiseLogProbabilities(Transformer(checkpoint: checkpoint), tokens)
+        let expected = try stepwiseLogProbabilities(try Transformer(checkpoint: checkpoint), tokens)
         XCTAssertEqual(result.scored, tokens.count - 1)
         XCTAssertEqual(result.meanNLL, -expected.reduce(0, +) / Double(expected.count), accuracy: 1e-5)
         for (entry, logProbability) in zip(result.perToken, expected) {
@@ -36,7 +36,7 @@ final class PerplexityTests: XCTestCase {
         // Context 40, 100 tokens, stride 15: windows start at 0, 15, 30, ...
         let checkpoint = try Checkpoint(path: try RandomWeights(config: .tinyGQA, seed: 2).write(to: try temporaryFolder(self)))
         let tokens = (0..<100).map { ($0 * 37 + 11) % 67 }
-        let result = try Perplexity.evaluate(tokens, transformer: Transformer(checkpoint: checkpoint, maxRows: 8),
+        let result = try Perplexity.evaluate(tokens, transformer: try Transformer(checkpoint: checkpoint, maxRows: 8),
                                              stride: 15, keepPerToken: true)
         XCTAssertEqual(result.perToken.map(\.position), Array(1..<100), "every token after the first, once, in order")
         // Token t is predicted inside the window that starts at the largest multiple of 15 whose
@@ -46,7 +46,7 @@ final class PerplexityTests: XCTestCase {
         while coveredUpTo < 99 {
             let end = min(windowStart + 40, 100)
             let window = Array(tokens[windowStart..<end])
-            let stepwise = stepwiseLogProbabilities(Transformer(checkpoint: checkpoint), window)
+            let stepwise = try stepwiseLogProbabilities(try Transformer(checkpoint: checkpoint), window)
             for t in (coveredUpTo + 1)..<end { expected.append(stepwise[t - windowStart - 1]) }
             coveredUpTo = end - 1
             windowStart += 15
@@ -58,7 +58,7 @@ final class PerplexityTests: XCTestCase {
 
     func testRejectsTooShortAndOutOfVocabulary() throws {
         let checkpoint = try Checkpoint(path: try RandomWeights(config: .tinyGQA, seed: 2).write(to: try temporaryFolder(self)))
-        let transformer = Transformer(checkpoint: checkpoint)
+        let transformer = try Transformer(checkpoint: checkpoint)
         XCTAssertThrowsError(try Perplexity.evaluate([1], transformer: transformer)) {
             XCTAssertEqual("\($0)", "need at least 2 tokens to score, got 1")
         }

@@ -150,6 +150,10 @@ public struct Checkpoint: Sendable {
         }
         finalNorm = tensors.vector(.finalNorm, layer: 0)
         classifier = shared ? tokenEmbedding : tensors.matrix(.classifier, layer: 0)
+        // The small tensors are checked now; the large float32 ones are checked only if the
+        // logits ever come out non-finite (`firstNonFiniteWeight`), which costs nothing on the
+        // normal path.
+        if let bad = firstNonFiniteWeight(includingLargeFloatTensors: false) { throw fail(bad) }
     }
 
     /// Both Q8_0 layouts have the same size. In llama2.c's own (interleaved) one, the bytes after
@@ -172,6 +176,11 @@ public struct Checkpoint: Sendable {
         ]
         for (name, value) in positive where value <= 0 {
             throw fail("header field \(name) must be positive, got \(value)")
+        }
+        // No model has a context near this; a larger seq_len is a corrupt or hostile header.
+        guard c.contextLength <= ModelConfig.maximumContextLength else {
+            throw fail("header field seq_len is \(groupedDigits(c.contextLength)), beyond the largest context Quill "
+                       + "accepts (\(groupedDigits(ModelConfig.maximumContextLength)))")
         }
         guard c.dim % c.headCount == 0 else {
             throw fail("dim \(c.dim) is not divisible by n_heads \(c.headCount)")

@@ -17,6 +17,13 @@ public enum CheckpointWriter {
             throw CheckpointError(path: path, problem: "cannot create file")
         }
         defer { try? handle.close() }
+        try write(config: c, format: format, to: handle, source: source)
+    }
+
+    /// Writes `config` with tensors from `source` to the open file `handle`, from its current offset.
+    public static func write(
+        config c: ModelConfig, format: CheckpointFormat, to handle: FileHandle, source: TensorSource
+    ) throws {
         func put(_ data: Data) throws { try handle.write(contentsOf: data) }
         func floats(_ values: [Float]) -> Data {
             values.withUnsafeBufferPointer { Data(buffer: $0) }

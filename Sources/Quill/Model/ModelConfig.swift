@@ -29,6 +29,10 @@ public struct ModelConfig: Equatable, Sendable {
         self.sharedClassifier = sharedClassifier
     }
 
+    /// The largest context a header may declare (2^24 positions): beyond any real model, so a
+    /// larger value is taken as a corrupt header rather than an allocation to attempt.
+    public static let maximumContextLength = 1 << 24
+
     /// Width of one attention head.
     public var headSize: Int { dim / headCount }
     /// Width of the keys and values of all KV heads together.

@@ -1,13 +1,34 @@
 import Foundation
 import QuillKernels
 
-/// A checkpoint with its tokenizer and a forward pass ready to run.
+/// A checkpoint with its tokenizer (when one was asked for), from which every command builds
+/// its forward pass: the one assembly path, so checks and error handling are the same for all.
 public struct LoadedModel {
     public let checkpoint: Checkpoint
-    public let tokenizer: Tokenizer
-    public let transformer: Transformer
-    /// Seconds spent mapping, validating and preparing.
+    /// The tokenizer: `-z`, or the one found beside the checkpoint; nil when not asked for, or
+    /// optional and not found.
+    public let tokenizer: Tokenizer?
+    /// Seconds spent mapping and validating the checkpoint and loading the tokenizer.
     public let loadSeconds: Double
+
+    /// The tokenizer, or an error that says how to give one.
+    public func requireTokenizer() throws(ModelLoadError) -> Tokenizer {
+        guard let tokenizer else {
+            let path = checkpoint.path
+            let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            throw ModelLoadError("no tokenizer for \(path): expected \(stem).model or tokenizer.model beside it (give one with -z)")
+        }
+        return tokenizer
+    }
+
+    /// A forward pass over this model: `maxRows` rows per block, `maxLogitRows` logit rows at
+    /// once (sequences decoded together), KV caches of `cacheCapacity` positions (default: the
+    /// whole context). Throws when BLAS is missing or the buffers cannot be allocated.
+    public func makeTransformer(threads: Int, maxRows: Int, maxLogitRows: Int = 1, cacheCapacity: Int? = nil) throws -> Transformer {
+        let capacity = min(max(1, cacheCapacity ?? checkpoint.config.contextLength), checkpoint.config.contextLength)
+        return try Transformer(checkpoint: checkpoint, maxRows: max(1, maxRows), threads: threads,
+                               maxLogitRows: max(1, maxLogitRows), cacheCapacity: capacity)
+    }
 }
 
 /// A model and tokenizer that do not belong together, or no model to be found.
@@ -34,29 +55,33 @@ public enum ModelLoader {
         ]
     }
 
-    /// Loads a checkpoint and its tokenizer (`tokenizerPath`, or the one found beside the
-    /// checkpoint), and checks that their vocabularies agree. `parallel` is how many sequences
-    /// will be decoded together.
-    public static func load(
-        modelPath: String, tokenizerPath: String?, threads: Int, batchSize: Int, parallel: Int = 1
-    ) throws -> LoadedModel {
+    /// Whether a command needs a tokenizer.
+    public enum TokenizerNeed {
+        /// Load it (`-z` or beside the checkpoint); its absence is an error.
+        case required
+        /// Load it when given or found beside the checkpoint.
+        case optional
+        /// Do not load one.
+        case none
+    }
+
+    /// Maps and validates a checkpoint and loads its tokenizer (`tokenizerPath`, or the one
+    /// found beside the checkpoint), checking that their vocabularies agree.
+    public static func load(modelPath: String, tokenizerPath: String?, tokenizer need: TokenizerNeed) throws -> LoadedModel {
         let start = DispatchTime.now()
-        try BLAS.load()
         let checkpoint = try Checkpoint(path: modelPath)
-        guard let tokenizerPath = tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath) else {
-            let stem = URL(fileURLWithPath: modelPath).deletingPathExtension().lastPathComponent
-            throw ModelLoadError("no tokenizer for \(modelPath): expected \(stem).model or tokenizer.model "
-                                 + "beside it (give one with -z)")
+        var tokenizer: Tokenizer?
+        if need != .none, let path = tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath) {
+            let loaded = try Tokenizer(path: path)
+            guard loaded.vocabSize == checkpoint.config.vocabSize else {
+                throw ModelLoadError("tokenizer \(path) has \(loaded.vocabSize) pieces but model "
+                                     + "\(modelPath) has a vocabulary of \(checkpoint.config.vocabSize)")
+            }
+            tokenizer = loaded
         }
-        let tokenizer = try Tokenizer(path: tokenizerPath)
-        guard tokenizer.vocabSize == checkpoint.config.vocabSize else {
-            throw ModelLoadError("tokenizer \(tokenizerPath) has \(tokenizer.vocabSize) pieces but model "
-                                 + "\(modelPath) has a vocabulary of \(checkpoint.config.vocabSize)")
-        }
-        let transformer = Transformer(checkpoint: checkpoint, maxRows: max(batchSize, parallel), threads: threads,
-                                      maxLogitRows: max(parallel, 1))
-        return LoadedModel(checkpoint: checkpoint, tokenizer: tokenizer, transformer: transformer,
-                           loadSeconds: seconds(since: start))
+        let model = LoadedModel(checkpoint: checkpoint, tokenizer: tokenizer, loadSeconds: seconds(since: start))
+        if need == .required { _ = try model.requireTokenizer() }
+        return model
     }
 
     /// Physical cores of this machine (hyperthread siblings counted once), the default thread count.

@@ -10,7 +10,11 @@ public enum Quantizer {
         return size
     }
 
-    public static func quantize(_ checkpoint: Checkpoint, groupSize: Int, to path: String) throws {
+    /// Writes the int8 copy to `path`. `shouldStop` is checked before each tensor; when it
+    /// returns true the write stops with `CancellationError` (the partial file is the caller's).
+    public static func quantize(
+        _ checkpoint: Checkpoint, groupSize: Int, to path: String, shouldStop: () -> Bool = { false }
+    ) throws {
         let c = checkpoint.config
         guard checkpoint.format.version != 2 else {
             throw CheckpointError(path: checkpoint.path, problem: "is already quantized (int8 Q8_0)")
@@ -19,9 +23,10 @@ public enum Quantizer {
             throw CheckpointError(path: checkpoint.path, problem: "--group-size \(groupSize) does not divide dim \(c.dim) and hidden_dim \(c.hiddenDim)")
         }
         try CheckpointWriter.write(config: c, format: .version2(groupSize: groupSize), to: path) { name, layer in
+            if shouldStop() { throw CancellationError() }
             let values = checkpoint.floatValues(name, layer: layer)
             if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                throw CheckpointError(path: checkpoint.path, problem: "tensor \(name) of layer \(layer) has a non-finite value at index \(bad)")
+                throw CheckpointError(path: checkpoint.path, problem: "tensor \(name) of layer \(layer) has a non-finite value at index \(bad); it cannot be quantized")
             }
             return values
         }

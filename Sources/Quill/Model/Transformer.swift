@@ -11,6 +11,10 @@ public final class Transformer {
     public let maxRows: Int
     /// Threads for the matrix products (rows split over a WorkerPool) and attention.
     public let threads: Int
+    /// Positions each KV cache of this transformer holds: what the run needs, at most the
+    /// model's context. Buffers that grow with positions (RoPE table, attention scratch, caches)
+    /// are sized by it, never by the header's context alone.
+    public let cacheCapacity: Int
     private let rope: RotaryTable
     private let attentionShape: Kernels.AttentionShape
 
@@ -23,7 +27,7 @@ public final class Transformer {
     private let v: FloatBuffer       // (rows, kvDim)
     private let hb: FloatBuffer      // gate (rows, hiddenDim)
     private let hb2: FloatBuffer     // up (rows, hiddenDim)
-    private let scores: FloatBuffer  // attention scratch per thread: (contextLength) or (rows, contextLength)
+    private let scores: FloatBuffer  // attention scratch per thread: (cacheCapacity) or (min(rows, 64), cacheCapacity)
     private let matmulScratch: MatmulScratch  // int8 activations, packed prompt blocks
     private let pool: WorkerPool                    // splits each product's rows over the threads
     /// Logits of the rows that asked for them, (maxLogitRows, vocab).
@@ -39,31 +43,42 @@ public final class Transformer {
     private var valueCaches: [FloatBuffer] = []
 
     /// `maxRows` is the prefill block size; `maxLogitRows` (default min(maxRows, 16)) bounds the
-    /// logits held at once, which for a 32000-token vocabulary is 128 KB a row.
-    public init(checkpoint: Checkpoint, maxRows: Int = 64, threads: Int = 1, maxLogitRows: Int? = nil) {
+    /// logits held at once, which for a 32000-token vocabulary is 128 KB a row. `cacheCapacity`
+    /// (default: the model's context) is the most positions a run reaches. Throws when BLAS
+    /// cannot be loaded or the buffers cannot be allocated.
+    public init(checkpoint: Checkpoint, maxRows: Int = 64, threads: Int = 1, maxLogitRows: Int? = nil,
+                cacheCapacity: Int? = nil) throws {
         precondition(maxRows >= 1 && threads >= 1)
+        let c = checkpoint.config
+        let capacity = cacheCapacity ?? c.contextLength
+        precondition(capacity >= 1 && capacity <= c.contextLength, "cache capacity outside the context")
         self.checkpoint = checkpoint
         self.maxRows = maxRows
         self.threads = threads
+        self.cacheCapacity = capacity
         // Quill's own workers run the BLAS calls on chunks of rows, so BLAS stays single-threaded:
         // the two never oversubscribe the cores, and no BLAS thread spin-waits.
-        precondition((try? BLAS.load()) != nil, "BLAS is not available: call BLAS.load() first to get the reason")
+        try BLAS.load()
         BLAS.setThreads(1)
-        let c = checkpoint.config
-        rope = RotaryTable(contextLength: c.contextLength, headSize: c.headSize)
+        rope = try RotaryTable(contextLength: capacity, headSize: c.headSize)
         attentionShape = .init(heads: c.headCount, kvHeads: c.kvHeadCount, headSize: c.headSize)
-        x = FloatBuffer(count: maxRows * c.dim)
-        xb = FloatBuffer(count: maxRows * c.dim)
-        attention = FloatBuffer(count: maxRows * c.dim)
-        q = FloatBuffer(count: maxRows * c.dim)
-        k = FloatBuffer(count: maxRows * c.kvDim)
-        v = FloatBuffer(count: maxRows * c.kvDim)
-        hb = FloatBuffer(count: maxRows * c.hiddenDim)
-        hb2 = FloatBuffer(count: maxRows * c.hiddenDim)
-        // Per thread: one row's scores in decode, or a whole block's (rows × context) in prefill.
-        scores = FloatBuffer(count: threads * maxRows * c.contextLength)
+        func buffer(_ rows: Int, _ width: Int, _ purpose: String) throws(AllocationError) -> FloatBuffer {
+            let (count, overflow) = rows.multipliedReportingOverflow(by: width)
+            guard !overflow else { throw AllocationError(purpose: purpose, bytes: .max) }
+            return try FloatBuffer(allocating: count, for: purpose)
+        }
+        x = try buffer(maxRows, c.dim, "activations")
+        xb = try buffer(maxRows, c.dim, "activations")
+        attention = try buffer(maxRows, c.dim, "activations")
+        q = try buffer(maxRows, c.dim, "activations")
+        k = try buffer(maxRows, c.kvDim, "activations")
+        v = try buffer(maxRows, c.kvDim, "activations")
+        hb = try buffer(maxRows, c.hiddenDim, "activations")
+        hb2 = try buffer(maxRows, c.hiddenDim, "activations")
+        // Per thread: one row's scores in decode, or one slice of a block's rows in prefill.
+        scores = try buffer(threads, Kernels.blockAttentionScratch(rows: maxRows, length: capacity), "attention scores")
         self.maxLogitRows = min(maxRows, max(1, maxLogitRows ?? 16))
-        logits = FloatBuffer(count: self.maxLogitRows * c.vocabSize)
+        logits = try buffer(self.maxLogitRows, c.vocabSize, "logits")
         matmulScratch = MatmulScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim), workers: threads)
         pool = WorkerPool(workers: threads)
         tokens = Array(repeating: 0, count: maxRows)
@@ -73,8 +88,8 @@ public final class Transformer {
         valueCaches.reserveCapacity(maxRows)
     }
 
-    /// A new, empty KV cache for one sequence.
-    public func makeCache() -> KVCache { KVCache(config: config) }
+    /// A new, empty KV cache for one sequence, holding `cacheCapacity` positions.
+    public func makeCache() throws(AllocationError) -> KVCache { try KVCache(config: config, capacity: cacheCapacity) }
 
     /// Feeds one token at `position` and returns the logits buffer; the next-token logits are
     /// its first `vocabSize` elements.
@@ -98,10 +113,21 @@ public final class Transformer {
         _ input: [Int], startPosition: Int, cache: KVCache,
         everyPosition: ((Int, FloatBuffer, Int) -> Void)? = nil
     ) -> FloatBuffer {
+        prefill(input, startPosition: startPosition, cache: cache, stopWhen: { false }, everyPosition: everyPosition)!
+    }
+
+    /// `prefill`, checking `stopWhen` before each block: returns nil when it asked to stop
+    /// (Ctrl-C), so a long prompt stops within one block. `processed`, when given, receives the
+    /// number of tokens fed so far after each block.
+    public func prefill(
+        _ input: [Int], startPosition: Int, cache: KVCache, stopWhen: () -> Bool,
+        processed: ((Int) -> Void)? = nil, everyPosition: ((Int, FloatBuffer, Int) -> Void)? = nil
+    ) -> FloatBuffer? {
         precondition(!input.isEmpty, "prefill needs at least one token")
         setCaches(single: cache)
         var start = 0
         while start < input.count {
+            if stopWhen() { return nil }
             let n = min(maxRows, input.count - start)
             for r in 0..<n {
                 tokens[r] = input[start + r]
@@ -125,6 +151,7 @@ public final class Transformer {
                 computeLogits(rows: n - 1..<n)
             }
             start += n
+            processed?(start)
         }
         return logits
     }
@@ -164,7 +191,7 @@ public final class Transformer {
         let dim = c.dim, kvDim = c.kvDim, hidden = c.hiddenDim
         for r in 0..<n {
             precondition(tokens[r] >= 0 && tokens[r] < c.vocabSize, "token \(tokens[r]) outside the vocabulary")
-            precondition(positions[r] >= 0 && positions[r] < c.contextLength, "position outside the context")
+            precondition(positions[r] >= 0 && positions[r] < cacheCapacity, "position outside the KV cache")
             Kernels.copyRow(of: checkpoint.tokenEmbedding, row: tokens[r], into: x, at: r * dim)
         }
         for (l, layer) in checkpoint.layers.enumerated() {
@@ -175,7 +202,7 @@ public final class Transformer {
                                 input: xb, rows: n, scratch: matmulScratch, pool: pool)
             Kernels.rope(q, rows: n, width: dim, positions: positions, table: rope)
             Kernels.rope(k, rows: n, width: kvDim, positions: positions, table: rope)
-            let layerOffset = l * c.contextLength * kvDim
+            let layerOffset = l * cacheCapacity * kvDim
             for r in 0..<n {
                 let slot = layerOffset + positions[r] * kvDim
                 k.copy(offset: r * kvDim, length: kvDim, to: keyCaches[cacheOf[r]], at: slot)
@@ -184,13 +211,13 @@ public final class Transformer {
             if let blockStart, n > 1 {
                 Kernels.blockAttention(
                     query: q, rows: n, start: blockStart, shape: attentionShape, keys: keyCaches[0],
-                    values: valueCaches[0], layerOffset: layerOffset, contextLength: c.contextLength,
+                    values: valueCaches[0], layerOffset: layerOffset, contextLength: cacheCapacity,
                     scores: scores, output: attention, pool: pool)
             } else {
                 Kernels.attention(
                     query: q, rows: n, shape: attentionShape, keys: keyCaches, values: valueCaches,
                     cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
-                    contextLength: c.contextLength, scores: scores, output: attention, pool: pool)
+                    contextLength: cacheCapacity, scores: scores, output: attention, pool: pool)
             }
             Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: matmulScratch, pool: pool)  // (n, dim) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)

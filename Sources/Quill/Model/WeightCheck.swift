@@ -1,0 +1,37 @@
+import QuillKernels
+
+extension Checkpoint {
+    /// A description of the first weight that is NaN or infinite ("tensor rms_att of layer 2
+    /// has a non-finite value (nan) at index 17"), or nil when all are finite. Norms and int8
+    /// scales are always checked (they are small); the float32 matrices only when
+    /// `includingLargeFloatTensors`, since that reads the whole file.
+    public func firstNonFiniteWeight(includingLargeFloatTensors: Bool = true) -> String? {
+        func check(_ view: FloatView, _ name: String, _ layer: Int?) -> String? {
+            guard let index = Kernels.firstNonFinite(view) else { return nil }
+            let value = view[index]
+            return "tensor \(name)\(layer.map { " of layer \($0)" } ?? "") has a non-finite value (\(value)) at index \(index)"
+        }
+        func check(_ matrix: WeightMatrix, _ name: String, _ layer: Int?) -> String? {
+            switch matrix.storage {
+            case .float32(let values):
+                return includingLargeFloatTensors ? check(values, name, layer) : nil
+            case .q8(_, let scales, _):
+                return check(scales, name + " (int8 scales)", layer)
+            }
+        }
+        for (l, layer) in layers.enumerated() {
+            if let bad = check(layer.attentionNorm, "rms_att", l) ?? check(layer.ffnNorm, "rms_ffn", l) { return bad }
+        }
+        if let bad = check(finalNorm, "rms_final", nil) { return bad }
+        if let bad = check(tokenEmbedding, "token_embedding", nil) { return bad }
+        for (l, layer) in layers.enumerated() {
+            let matrices = [(layer.wq, "wq"), (layer.wk, "wk"), (layer.wv, "wv"), (layer.wo, "wo"),
+                            (layer.w1, "w1"), (layer.w2, "w2"), (layer.w3, "w3")]
+            for (matrix, name) in matrices {
+                if let bad = check(matrix, name, l) { return bad }
+            }
+        }
+        if !config.sharedClassifier, let bad = check(classifier, "wcls", nil) { return bad }
+        return nil
+    }
+}
