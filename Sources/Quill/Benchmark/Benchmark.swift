@@ -19,10 +19,15 @@ public enum Benchmark {
     }
 
     /// Writes random weights (uniform, standard deviation 0.02; norms 1) for `config`.
-    public static func writeRandomCheckpoint(config: ModelConfig, format: CheckpointFormat, to path: String, seed: UInt64 = 1) throws {
+    /// `shouldStop` is checked before each tensor (CancellationError when it says stop).
+    public static func writeRandomCheckpoint(
+        config: ModelConfig, format: CheckpointFormat, to handle: FileHandle, seed: UInt64 = 1,
+        shouldStop: () -> Bool = { false }
+    ) throws {
         var generator = SeededGenerator(seed: seed)
         let limit = Float(0.02 * 3.0.squareRoot())
-        try CheckpointWriter.write(config: config, format: format, to: path) { name, _ in
+        try CheckpointWriter.write(config: config, format: format, to: handle) { name, _ in
+            if shouldStop() { throw CancellationError() }
             let c = config
             switch name {
             case .attentionNorm, .ffnNorm, .finalNorm: return [Float](repeating: 1, count: c.dim)
@@ -63,61 +68,83 @@ public enum Benchmark {
         return (0..<count).map { _ in Int(generator.next() % UInt64(vocab)) }
     }
 
-    /// Prompt processing: tokens per second to prefill `tokens` tokens, per repetition.
-    public static func promptSpeed(_ transformer: Transformer, tokens: Int, repetitions: Int) -> [Double] {
-        let cache = transformer.makeCache()
+    /// Prompt processing: tokens per second to prefill `tokens` tokens, per repetition. Each
+    /// measurement function checks `shouldStop` between blocks or tokens and returns the
+    /// repetitions completed so far (possibly none) when it says stop.
+    public static func promptSpeed(
+        _ transformer: Transformer, tokens: Int, repetitions: Int, shouldStop: () -> Bool = { false }
+    ) throws -> [Double] {
+        let cache = try transformer.makeCache()
         let input = randomTokens(tokens, vocab: transformer.config.vocabSize, seed: 3)
-        transformer.prefill(Array(input.prefix(min(tokens, transformer.maxRows))), startPosition: 0, cache: cache)  // warm-up
-        return (0..<repetitions).map { _ in
+        let warmUp = Array(input.prefix(min(tokens, transformer.maxRows)))
+        guard transformer.prefill(warmUp, startPosition: 0, cache: cache, stopWhen: shouldStop) != nil else { return [] }
+        var speeds: [Double] = []
+        for _ in 0..<repetitions {
             let start = DispatchTime.now()
-            transformer.prefill(input, startPosition: 0, cache: cache)
-            return Double(tokens) / seconds(since: start)
+            guard transformer.prefill(input, startPosition: 0, cache: cache, stopWhen: shouldStop) != nil else { break }
+            speeds.append(Double(tokens) / seconds(since: start))
         }
+        return speeds
     }
 
     /// Generation: tokens per second feeding one token at a time (greedy argmax between steps),
     /// after a one-token prompt, per repetition.
-    public static func generationSpeed(_ transformer: Transformer, tokens: Int, repetitions: Int) -> [Double] {
-        let cache = transformer.makeCache()
+    public static func generationSpeed(
+        _ transformer: Transformer, tokens: Int, repetitions: Int, shouldStop: () -> Bool = { false }
+    ) throws -> [Double] {
+        let cache = try transformer.makeCache()
         let vocab = transformer.config.vocabSize
         transformer.forward(token: 1, position: 0, cache: cache)  // warm-up
-        return (0..<repetitions).map { _ in
+        var speeds: [Double] = []
+        for _ in 0..<repetitions {
             var token = 1
             let start = DispatchTime.now()
             for position in 0..<tokens {
+                if shouldStop() { return speeds }
                 let logits = transformer.forward(token: token, position: position, cache: cache)
                 token = Kernels.argmax(logits, count: vocab)
             }
-            return Double(tokens) / seconds(since: start)
+            speeds.append(Double(tokens) / seconds(since: start))
         }
+        return speeds
     }
 
     /// Several sequences decoded together: aggregate tokens per second, per repetition.
-    public static func parallelSpeed(_ transformer: Transformer, sequences: Int, tokens: Int, repetitions: Int) -> [Double] {
-        let caches = (0..<sequences).map { _ in transformer.makeCache() }
+    public static func parallelSpeed(
+        _ transformer: Transformer, sequences: Int, tokens: Int, repetitions: Int, shouldStop: () -> Bool = { false }
+    ) throws -> [Double] {
+        var caches: [KVCache] = []
+        for _ in 0..<sequences { caches.append(try transformer.makeCache()) }
         let vocab = transformer.config.vocabSize
         var current = (0..<sequences).map { $0 + 1 }
         var positions = [Int](repeating: 0, count: sequences)
-        return (0..<repetitions).map { _ in
+        var speeds: [Double] = []
+        for _ in 0..<repetitions {
             let start = DispatchTime.now()
             for step in 0..<tokens {
+                if shouldStop() { return speeds }
                 for i in 0..<sequences { positions[i] = step }
                 let logits = transformer.decode(batchTokens: current, batchPositions: positions, caches: caches)
                 for i in 0..<sequences { current[i] = Kernels.argmax(logits, offset: i * vocab, count: vocab) }
             }
-            return Double(tokens * sequences) / seconds(since: start)
+            speeds.append(Double(tokens * sequences) / seconds(since: start))
         }
+        return speeds
     }
 
     /// Time to first token: prefill a short prompt and sample once, in seconds (best of 3).
-    public static func timeToFirstToken(_ checkpoint: Checkpoint, threads: Int) -> Double {
-        (0..<3).map { _ in
+    public static func timeToFirstToken(_ checkpoint: Checkpoint, threads: Int) throws -> Double {
+        var best = Double.infinity
+        for _ in 0..<3 {
             let start = DispatchTime.now()
-            let transformer = Transformer(checkpoint: checkpoint, maxRows: 8, threads: threads)
-            let logits = transformer.prefill([1, 2, 3, 4], startPosition: 0, cache: transformer.makeCache())
+            let transformer = try Transformer(checkpoint: checkpoint, maxRows: 8, threads: threads,
+                                              cacheCapacity: min(8, checkpoint.config.contextLength))
+            let logits = transformer.prefill([1, 2, 3, 4].map { $0 % checkpoint.config.vocabSize }, startPosition: 0,
+                                             cache: try transformer.makeCache())
             _ = Kernels.argmax(logits, count: checkpoint.config.vocabSize)
-            return seconds(since: start)
-        }.min()!
+            best = min(best, seconds(since: start))
+        }
+        return best
     }
 
     /// Read bandwidth of this machine in bytes per second (see MemoryBandwidth).

@@ -18,6 +18,8 @@ public enum StopReason: String, Sendable {
 /// What one generation did, for `--verbose` and JSON output.
 public struct GenerationStats: Sendable {
     public var promptTokens = 0
+    /// Prompt tokens fed to the model (fewer than `promptTokens` when interrupted during prefill).
+    public var promptTokensProcessed = 0
     public var generatedTokens = 0
     /// Time spent feeding the prompt, in seconds.
     public var promptSeconds = 0.0
@@ -34,10 +36,29 @@ public struct GenerationStats: Sendable {
     }
 }
 
-/// A prompt that does not fit, or a similar request error.
+/// A prompt that does not fit, a model that produces NaN, or a similar request error.
 public struct GenerationError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension Transformer {
+    /// Throws when any of `rows` rows of logits (from the start of `logits`) is NaN or infinite:
+    /// sampling from them would print garbage. The error names the first non-finite weight
+    /// (the whole checkpoint is scanned only now, on the failure path), or says the activations
+    /// overflowed when every weight is finite.
+    func requireFiniteLogits(rows: Int = 1) throws(GenerationError) {
+        guard Kernels.firstNonFinite(logits, count: rows * config.vocabSize) != nil else { return }
+        throw nonFiniteLogitsError()
+    }
+
+    func nonFiniteLogitsError() -> GenerationError {
+        if let bad = checkpoint.firstNonFiniteWeight() {
+            return GenerationError("\(checkpoint.path): \(bad); the checkpoint is corrupt")
+        }
+        return GenerationError("\(checkpoint.path): the model produced NaN or infinite logits although its weights "
+                               + "are finite (an activation overflowed)")
+    }
 }
 
 /// The single-sequence loop: prefill the prompt in blocks, then sample, emit and feed back one
@@ -47,23 +68,31 @@ public final class Generator {
     public let tokenizer: Tokenizer
     private let cache: KVCache
 
-    public init(transformer: Transformer, tokenizer: Tokenizer) {
+    public init(transformer: Transformer, tokenizer: Tokenizer) throws(AllocationError) {
         self.transformer = transformer
         self.tokenizer = tokenizer
-        cache = transformer.makeCache()
+        cache = try transformer.makeCache()
     }
 
     /// Runs `request`. `emit` receives the bytes that are now safe to print (possibly empty);
-    /// returning a reason stops generation (Ctrl-C, closed output).
+    /// returning a reason stops generation (Ctrl-C, closed output). `shouldStop` is also checked
+    /// between prompt blocks, so a long prompt stops within one block.
     public func generate(
-        _ request: GenerationRequest, emit: ([UInt8]) -> StopReason?
+        _ request: GenerationRequest, shouldStop: () -> Bool = { false }, emit: ([UInt8]) -> StopReason?
     ) throws(GenerationError) -> GenerationStats {
-        try request.validate(for: transformer.config)
-        var sequence = SequenceState(request: request, tokenizer: tokenizer, config: transformer.config)
+        try request.validate(for: transformer.config, capacity: transformer.cacheCapacity)
+        var sequence = SequenceState(request: request, tokenizer: tokenizer, transformer: transformer)
         let promptStart = DispatchTime.now()
-        var logits = transformer.prefill(request.prompt, startPosition: 0, cache: cache)
-        sequence.recordPromptTime(seconds(since: promptStart))
+        var processed = 0
+        let prefilled = transformer.prefill(request.prompt, startPosition: 0, cache: cache, stopWhen: shouldStop,
+                                            processed: { processed = $0 })
+        sequence.recordPrompt(seconds: seconds(since: promptStart), processed: processed)
+        guard var logits = prefilled else {
+            _ = sequence.finish(.interrupted)
+            return sequence.stats
+        }
         while true {
+            try transformer.requireFiniteLogits()
             var step = sequence.step(logits: logits, offset: 0)
             if let reason = emit(step.bytes), step.stop == nil {
                 step = sequence.finish(reason)

@@ -9,6 +9,8 @@ public struct PerplexityResult: Sendable {
     public var scored = 0
     /// Sum of −log p over scored tokens, in nats.
     public var totalNLL = 0.0
+    /// False when scoring was interrupted: the figures cover the tokens scored so far.
+    public var complete = true
     /// (position, id, log p) of each scored token, when asked for.
     public var perToken: [(position: Int, id: Int, logProbability: Double)] = []
 
@@ -23,11 +25,14 @@ public enum Perplexity {
     /// windows of the context length that start every `stride` tokens; each window scores only
     /// the tokens no earlier window scored, so every token counts once and tokens late in a
     /// window see up to a full context of history. Windows are fed in prefill blocks.
+    /// `shouldStop` is checked before each block; when it returns true, the result so far comes
+    /// back marked incomplete.
     public static func evaluate(
-        _ tokens: [Int], transformer: Transformer, stride: Int? = nil, keepPerToken: Bool = false
-    ) throws(GenerationError) -> PerplexityResult {
+        _ tokens: [Int], transformer: Transformer, stride: Int? = nil, keepPerToken: Bool = false,
+        shouldStop: () -> Bool = { false }
+    ) throws -> PerplexityResult {
         let config = transformer.config
-        let context = config.contextLength
+        let context = transformer.cacheCapacity
         guard tokens.count >= 2 else { throw GenerationError("need at least 2 tokens to score, got \(tokens.count)") }
         if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
@@ -36,7 +41,7 @@ public enum Perplexity {
         guard step <= context else { throw GenerationError("--stride \(step) is larger than the context window \(context)") }
         var result = PerplexityResult()
         result.tokens = tokens.count
-        let cache = transformer.makeCache()
+        let cache = try transformer.makeCache()
         var scoredUpTo = 0  // tokens[0...scoredUpTo] are accounted for (token 0 is never predicted)
         var begin = 0
         var logProbabilities = [Float](repeating: 0, count: config.vocabSize)
@@ -45,14 +50,25 @@ public enum Perplexity {
             let window = Array(tokens[begin..<end])
             let firstScored = scoredUpTo + 1  // absolute index of the first token this window scores
             // Position p of the window predicts token begin + p + 1.
-            transformer.prefill(window, startPosition: 0, cache: cache) { p, logits, offset in
+            var nonFinite = false
+            let fed = transformer.prefill(window, startPosition: 0, cache: cache, stopWhen: shouldStop,
+                                          everyPosition: { p, logits, offset in
                 let target = begin + p + 1
-                guard target >= firstScored && target < end else { return }
+                guard target >= firstScored && target < end, !nonFinite else { return }
+                if Kernels.firstNonFinite(logits, offset: offset, count: config.vocabSize) != nil {
+                    nonFinite = true
+                    return
+                }
                 logits.copy(offset: offset, length: config.vocabSize, into: &logProbabilities)
                 let logProbability = logSoftmax(logProbabilities, at: tokens[target])
                 result.totalNLL -= logProbability
                 result.scored += 1
                 if keepPerToken { result.perToken.append((target, tokens[target], logProbability)) }
+            })
+            if nonFinite { throw transformer.nonFiniteLogitsError() }
+            if fed == nil {
+                result.complete = false
+                return result
             }
             scoredUpTo = end - 1
             begin += step

@@ -22,11 +22,15 @@ public struct GenerationRequest: Sendable {
         self.stopStrings = stopStrings
     }
 
-    /// Checks that the prompt fits the context window of `config`.
-    public func validate(for config: ModelConfig) throws(GenerationError) {
+    /// Checks that the prompt fits the context window of `config` (and the `capacity`
+    /// positions of the KV caches it will use, when smaller).
+    public func validate(for config: ModelConfig, capacity: Int? = nil) throws(GenerationError) {
         guard !prompt.isEmpty else { throw GenerationError("the prompt has no tokens") }
         guard prompt.count <= config.contextLength else {
             throw GenerationError("prompt is \(prompt.count) tokens but the context window is \(config.contextLength)")
+        }
+        if let capacity, prompt.count > capacity {
+            throw GenerationError("prompt is \(prompt.count) tokens but the KV cache holds \(capacity) positions")
         }
         if let bad = prompt.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
@@ -44,7 +48,8 @@ struct SequenceState {
     private var history: [Int]
     private let eosID: Int
     private let bosID: Int
-    private let contextLength: Int
+    /// Positions the sequence's KV cache holds (at most the model's context).
+    private let capacity: Int
     /// The position the next fed token takes.
     private(set) var position: Int
     private(set) var stats = GenerationStats()
@@ -58,21 +63,24 @@ struct SequenceState {
         var stop: StopReason?
     }
 
-    init(request: GenerationRequest, tokenizer: Tokenizer, config: ModelConfig) {
+    init(request: GenerationRequest, tokenizer: Tokenizer, transformer: Transformer) {
         self.request = request
-        sampler = Sampler(parameters: request.sampling, vocabSize: config.vocabSize)
+        sampler = Sampler(parameters: request.sampling, vocabSize: transformer.config.vocabSize)
         detokenizer = StreamingDetokenizer(tokenizer: tokenizer, previous: request.prompt.last)
         stopFilter = StopStringFilter(stopStrings: request.stopStrings)
         history = request.prompt
         eosID = tokenizer.eosID
         bosID = tokenizer.bosID
-        contextLength = config.contextLength
+        capacity = transformer.cacheCapacity
         position = request.prompt.count
         stats.promptTokens = request.prompt.count
         stats.seed = sampler.seed
     }
 
-    mutating func recordPromptTime(_ seconds: Double) { stats.promptSeconds = seconds }
+    mutating func recordPrompt(seconds: Double, processed: Int) {
+        stats.promptSeconds = seconds
+        stats.promptTokensProcessed = processed
+    }
 
     /// Samples the next token from the logits at `offset` of `logits` and applies the stop rules.
     mutating func step(logits: FloatBuffer, offset: Int) -> Step {
@@ -84,7 +92,7 @@ struct SequenceState {
         history.append(next)
         let (bytes, stopped) = stopFilter.push(detokenizer.append(next))
         if stopped { return finish(.stop, before: bytes) }
-        if position >= contextLength { return finish(.context, before: bytes) }
+        if position >= capacity { return finish(.context, before: bytes) }
         position += 1
         return Step(bytes: bytes, feed: next, stop: nil)
     }

@@ -19,22 +19,40 @@ public struct SamplingParameters: Equatable, Sendable {
 
     public init() {}
 
-    /// Checks every field, naming the flag and showing the bad value.
-    public func validate() throws(ParameterError) {
-        guard temperature.isFinite && temperature >= 0 else {
-            throw ParameterError("--temp must be a finite number ≥ 0, got \(temperature)")
+    /// How messages name a parameter: by its command-line flag or by its batch-file JSON key.
+    public enum Naming: Sendable {
+        case flags, jsonKeys
+
+        /// (flag, JSON key) of each field.
+        func name(_ field: PartialKeyPath<SamplingParameters>) -> String {
+            let names: [PartialKeyPath<SamplingParameters>: (String, String)] = [
+                \.temperature: ("--temp", "temp"), \.topK: ("--top-k", "top_k"), \.topP: ("--top-p", "top_p"),
+                \.minP: ("--min-p", "min_p"), \.repeatPenalty: ("--repeat-penalty", "repeat_penalty"),
+                \.repeatLastN: ("--repeat-last-n", "repeat_last_n"), \.seed: ("--seed", "seed"),
+            ]
+            let (flag, key) = names[field]!
+            return self == .flags ? flag : "\"" + key + "\""
         }
-        guard topK >= 0 else { throw ParameterError("--top-k must be ≥ 0, got \(topK)") }
+    }
+
+    /// Checks every field, naming the flag (or JSON key) and showing the bad value.
+    public func validate(naming: Naming = .flags) throws(ParameterError) {
+        guard temperature.isFinite && temperature >= 0 else {
+            throw ParameterError("\(naming.name(\Self.temperature)) must be a finite number ≥ 0, got \(temperature)")
+        }
+        guard topK >= 0 else { throw ParameterError("\(naming.name(\Self.topK)) must be ≥ 0, got \(topK)") }
         guard topP.isFinite && topP > 0 && topP <= 1 else {
-            throw ParameterError("--top-p must be in (0, 1], got \(topP)")
+            throw ParameterError("\(naming.name(\Self.topP)) must be in (0, 1], got \(topP)")
         }
         guard minP.isFinite && minP >= 0 && minP <= 1 else {
-            throw ParameterError("--min-p must be in [0, 1], got \(minP)")
+            throw ParameterError("\(naming.name(\Self.minP)) must be in [0, 1], got \(minP)")
         }
         guard repeatPenalty.isFinite && repeatPenalty > 0 else {
-            throw ParameterError("--repeat-penalty must be a finite number > 0, got \(repeatPenalty)")
+            throw ParameterError("\(naming.name(\Self.repeatPenalty)) must be a finite number > 0, got \(repeatPenalty)")
         }
-        guard repeatLastN >= -1 else { throw ParameterError("--repeat-last-n must be ≥ -1, got \(repeatLastN)") }
+        guard repeatLastN >= -1 else {
+            throw ParameterError("\(naming.name(\Self.repeatLastN)) must be ≥ -1, got \(repeatLastN)")
+        }
     }
 }
 
