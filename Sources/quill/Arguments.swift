@@ -31,6 +31,8 @@ struct PerplexityOptions {
     var stride: Int?
     var json = false
     var perToken = false
+    /// The work to be done on stderr before scoring starts.
+    var verbose = false
     var threads: Int?
     var batchSize = 64
 }
@@ -382,6 +384,7 @@ private func parsePerplexity(_ arguments: [String]) throws(UsageError) -> Invoca
             o.stride = n
         case "--json": try noValue(flag, inline); o.json = true
         case "--per-token": try noValue(flag, inline); o.perToken = true
+        case "--verbose": try noValue(flag, inline); o.verbose = true
         case "-t", "--threads": o.threads = try parseThreads(value(), flag: flag)
         case "-b", "--batch-size": o.batchSize = try parseBatchSize(value(), flag: flag)
         default: return false
@@ -457,7 +460,6 @@ private func parseQuantize(_ arguments: [String]) throws(UsageError) -> Invocati
     }
     if help { return .help }
     guard paths.count == 2 else { throw UsageError("quantize: expected IN and OUT paths, got \(paths.count) arguments") }
-    guard paths[0] != paths[1] else { throw UsageError("quantize: IN and OUT must be different files") }
     (o.input, o.output) = (paths[0], paths[1])
     return .quantize(o)
 }
@@ -486,7 +488,9 @@ private func parseBench(_ arguments: [String]) throws(UsageError) -> Invocation 
         case "-r", "--repetitions": o.repetitions = try count(value(), flag, min: 1)
         case "-t", "--threads": o.threads = try parseThreads(value(), flag: flag)
         case "-b", "--batch-size": o.batchSize = try parseBatchSize(value(), flag: flag)
-        case "--parallel": o.parallel = try count(value(), flag, min: 0)
+        case "--parallel":
+            o.parallel = try count(value(), flag, min: 0)
+            guard o.parallel <= 256 else { throw UsageError("\(flag) must be between 0 and 256, got \(o.parallel)") }
         case "--json": try noValue(flag, inline); o.json = true
         case "--label": o.label = try value()
         default: return false

@@ -1,47 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Quill
 
-/// `quill bench`: a llama-bench style table of prompt and generation speed.
+/// `quill bench`: a llama-bench style table of prompt and generation speed. Ctrl-C stops within
+/// one forward block and prints the repetitions measured so far, with exit status 130.
 func runBench(_ o: BenchOptions) throws -> ExitStatus {
     let threads = o.threads ?? ModelLoader.physicalCoreCount()
     let stderr = OutputStream.standardError
-    if o.modelPath == nil {
-        return try benchRandomShape(o, threads: threads)
-    }
-    let modelPath = o.modelPath!
+    guard let modelPath = o.modelPath else { return try benchRandomShape(o, threads: threads) }
     let label = o.label ?? URL(fileURLWithPath: modelPath).lastPathComponent
-    var temporary: String?
-    defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
-    var checkpoint = try Checkpoint(path: modelPath)
-    if o.quantize && checkpoint.format.version != 2 {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("quill-bench-q8-\(getpid()).bin").path
-        try Quantizer.quantize(checkpoint, groupSize: Quantizer.defaultGroupSize(for: checkpoint.config), to: path)
-        temporary = path
-        checkpoint = try Checkpoint(path: path)
+    var model = try loadModel(modelFlag: modelPath, tokenizerFlag: nil, tokenizer: .none)
+    let context = model.checkpoint.config.contextLength
+    for (flag, tokens) in [("-p", o.promptTokens), ("-n", o.generateTokens)] where tokens > context {
+        throw InputError("bench: \(flag) \(tokens) is beyond the context window of \(label) (\(context) tokens)")
     }
-    let transformer = Transformer(checkpoint: checkpoint, maxRows: max(o.batchSize, o.parallel, 1), threads: threads,
-                                  maxLogitRows: max(1, o.parallel))
-    let ttft = Benchmark.timeToFirstToken(checkpoint, threads: threads)
+    stderr.write("bench: \(label), \(model.checkpoint.format), \(threads) threads\n")
+    if o.quantize && model.checkpoint.format.version != 2 {
+        // The int8 copy lives in an unlinked temporary file: nothing is left behind, whatever ends the run.
+        let (handle, path) = try unlinkedTemporaryFile()
+        defer { try? handle.close() }
+        try Quantizer.quantize(model.checkpoint, groupSize: Quantizer.defaultGroupSize(for: model.checkpoint.config),
+                               to: path, shouldStop: interrupted)
+        model = try loadModel(modelFlag: path, tokenizerFlag: nil, tokenizer: .none)
+    }
+    let checkpoint = model.checkpoint
+    let positions = max(o.promptTokens, o.generateTokens, 1)
+    let transformer = try model.makeTransformer(threads: threads, maxRows: max(o.batchSize, o.parallel, 1),
+                                                maxLogitRows: max(1, o.parallel), cacheCapacity: positions)
+    let ttft = try Benchmark.timeToFirstToken(checkpoint, threads: threads)
 
     struct Row { let test: String; let values: [Double]; let bytesPerToken: Int? }
     var rows: [Row] = []
     if o.promptTokens > 0 {
-        let tokens = min(o.promptTokens, checkpoint.config.contextLength)
-        rows.append(Row(test: "pp\(tokens)", values: Benchmark.promptSpeed(transformer, tokens: tokens, repetitions: o.repetitions), bytesPerToken: nil))
+        let speeds = try Benchmark.promptSpeed(transformer, tokens: o.promptTokens, repetitions: o.repetitions, shouldStop: interrupted)
+        rows.append(Row(test: "pp\(o.promptTokens)", values: speeds, bytesPerToken: nil))
     }
-    if o.generateTokens > 0 {
-        let tokens = min(o.generateTokens, checkpoint.config.contextLength)
+    if o.generateTokens > 0 && !interrupted() {
+        let tokens = o.generateTokens
         let bytes = Benchmark.bytesReadPerToken(checkpoint, position: tokens / 2)
-        rows.append(Row(test: "tg\(tokens)", values: Benchmark.generationSpeed(transformer, tokens: tokens, repetitions: o.repetitions), bytesPerToken: bytes))
-        if o.parallel > 1 {
-            let speeds = Benchmark.parallelSpeed(transformer, sequences: o.parallel, tokens: tokens, repetitions: o.repetitions)
+        let speeds = try Benchmark.generationSpeed(transformer, tokens: tokens, repetitions: o.repetitions, shouldStop: interrupted)
+        rows.append(Row(test: "tg\(tokens)", values: speeds, bytesPerToken: bytes))
+        if o.parallel > 1 && !interrupted() {
+            let speeds = try Benchmark.parallelSpeed(transformer, sequences: o.parallel, tokens: tokens,
+                                                     repetitions: o.repetitions, shouldStop: interrupted)
             rows.append(Row(test: "tg\(tokens) x\(o.parallel)", values: speeds, bytesPerToken: nil))
         }
     }
+    rows.removeAll { $0.values.isEmpty }
     // Peak RSS is read before the bandwidth test, whose 512 MB buffer is not the model's.
     let rss = Benchmark.peakResidentBytes()
-    stderr.write("measuring memory bandwidth...\n")
-    let bandwidth = Benchmark.memoryBandwidth(threads: threads)
+    var bandwidth = Double.nan
+    if !interrupted() {
+        stderr.write("measuring memory bandwidth...\n")
+        bandwidth = Benchmark.memoryBandwidth(threads: threads)
+    }
     let c = checkpoint.config
     let quantization = checkpoint.format.version == 2 ? "Q8_0" : "F32"
     if o.json {
@@ -49,7 +63,7 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
             ("model", .string(label)), ("format", .string(quantization)), ("bytes", .int(checkpoint.byteCount)),
             ("parameters", .int(c.parameterCount)), ("threads", .int(threads)), ("batch", .int(o.batchSize)), ("blas_core", .string(Benchmark.blasCore)),
             ("bandwidth_gb_s", .number(bandwidth / 1e9, decimals: 2)), ("peak_rss_bytes", .int(rss)),
-            ("ttft_ms", .number(ttft * 1000, decimals: 2)),
+            ("ttft_ms", .number(ttft * 1000, decimals: 2)), ("partial", .bool(interrupted())),
             ("tests", .array(rows.map { row in
                 var fields: [(String, JSON)] = [
                     ("test", .string(row.test)), ("tokens_per_second_median", .number(row.values.median, decimals: 2)),
@@ -65,7 +79,7 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
             })),
         ])
         OutputStream.standardOutput.write(json.encoded + "\n")
-        return .success
+        return interrupted() ? .interrupted : .success
     }
     var out = String(format: "model %@, %@, %.1f MB, %.1fM parameters; %d threads, batch %d; BLAS core %@; memory bandwidth %.1f GB/s; peak RSS %.1f MB; time to first token %.1f ms\n",
                      label, quantization, Double(checkpoint.byteCount) / 1e6, Double(c.parameterCount) / 1e6, threads,
@@ -78,26 +92,68 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
         out += String(format: "| %@ | %.2f | %.2f | %.2f | %d | %@ | %@ |\n", row.test, row.values.median,
                       row.values.min()!, row.values.max()!, row.values.count, bytes, share)
     }
+    if interrupted() { out += "(interrupted: the repetitions measured so far)\n" }
     OutputStream.standardOutput.write(out)
-    return .success
+    return interrupted() ? .interrupted : .success
+}
+
+/// A new file in the temporary folder, created with mkstemp (an unpredictable name, opened
+/// exclusively) and unlinked at once: it lives only while the returned handle (or a mapping,
+/// or a child process that inherited it) keeps it open. The path stays usable as /dev/fd/N.
+private func unlinkedTemporaryFile() throws(InputError) -> (FileHandle, String) {
+    let folder = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    var template = Array("\(folder)/quill-bench-XXXXXX".utf8CString)
+    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+    guard fd >= 0 else { throw InputError("\(folder): cannot create a temporary file: \(String(cString: strerror(errno)))") }
+    unlink(String(cString: template))
+    return (FileHandle(fileDescriptor: fd, closeOnDealloc: true), "/dev/fd/\(fd)")
 }
 
 /// `--shape`: writes a random-weight checkpoint, then measures it in a fresh process so that
-/// peak RSS counts inference only, not the arrays used to write the file.
+/// peak RSS counts inference only, not the arrays used to write the file. The child inherits
+/// the unlinked file as a descriptor; Ctrl-C reaches it through the terminal, and SIGTERM is
+/// passed on to it.
 private func benchRandomShape(_ o: BenchOptions, threads: Int) throws -> ExitStatus {
     let shape = o.shape ?? "15m"
     let config = Benchmark.shape(named: shape)!
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("quill-bench-\(shape)-\(getpid()).bin").path
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    OutputStream.standardError.write("writing a random-weight \(shape) checkpoint (\(o.quantize ? "Q8_0" : "float32")) to \(path)\n")
-    try Benchmark.writeRandomCheckpoint(config: config, format: o.quantize ? .version2(groupSize: 64) : .version1, to: path)
-    let child = Process()
-    child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    var arguments = ["bench", "-m", path, "--label", "random \(shape)", "-p", "\(o.promptTokens)", "-n", "\(o.generateTokens)",
-                     "-r", "\(o.repetitions)", "-t", "\(threads)", "-b", "\(o.batchSize)", "--parallel", "\(o.parallel)"]
+    for (flag, tokens) in [("-p", o.promptTokens), ("-n", o.generateTokens)] where tokens > config.contextLength {
+        throw UsageError("bench: \(flag) \(tokens) is beyond the context window of the \(shape) shape (\(config.contextLength) tokens)")
+    }
+    OutputStream.standardError.write("writing a random-weight \(shape) checkpoint (\(o.quantize ? "Q8_0" : "float32"))\n")
+    let (handle, path) = try unlinkedTemporaryFile()
+    defer { try? handle.close() }
+    do {
+        try Benchmark.writeRandomCheckpoint(config: config, format: o.quantize ? .version2(groupSize: 64) : .version1,
+                                            to: handle, shouldStop: interrupted)
+    } catch is CancellationError {
+        return .interrupted
+    }
+    var arguments = ["quill", "bench", "-m", path, "--label", "random \(shape)", "-p", "\(o.promptTokens)",
+                     "-n", "\(o.generateTokens)", "-r", "\(o.repetitions)", "-t", "\(threads)", "-b", "\(o.batchSize)",
+                     "--parallel", "\(o.parallel)"]
     if o.json { arguments.append("--json") }
-    child.arguments = arguments
-    try child.run()
-    child.waitUntilExit()
-    return child.terminationStatus == 0 ? .success : .failure
+    var pid: pid_t = 0
+    var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    let spawned = posix_spawn(&pid, "/proc/self/exe", nil, nil, &argv, environ)
+    guard spawned == 0 else { throw InputError("cannot start the benchmark process: \(String(cString: strerror(spawned)))") }
+    var status: Int32 = 0
+    var forwarded = false
+    while waitpid(pid, &status, 0) < 0 {
+        guard errno == EINTR else { throw InputError("waiting for the benchmark process: \(String(cString: strerror(errno)))") }
+        if interrupted() && !forwarded {
+            kill(pid, SIGTERM)
+            forwarded = true
+        }
+    }
+    // Exit status of the child (WIFEXITED / WEXITSTATUS), or 1 when a signal ended it.
+    if status & 0x7F == 0 {
+        switch (status >> 8) & 0xFF {
+        case 0: return .success
+        case 130: return .interrupted
+        case 2: return .usage
+        default: return .failure
+        }
+    }
+    return interrupted() ? .interrupted : .failure
 }

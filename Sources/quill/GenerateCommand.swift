@@ -27,11 +27,16 @@ func samplingParameters(_ options: SamplingOptions) throws(UsageError) -> Sampli
     return parameters
 }
 
-func loadModel(modelFlag: String?, tokenizerFlag: String?, threads: Int?, batchSize: Int, parallel: Int = 1) throws -> LoadedModel {
-    let threadCount = threads ?? ModelLoader.physicalCoreCount()
-    return try ModelLoader.load(modelPath: try resolveModelPath(modelFlag), tokenizerPath: tokenizerFlag,
-                                threads: threadCount, batchSize: batchSize, parallel: parallel)
+/// The checkpoint at -m (or the default) with its tokenizer. The model's path is named in the
+/// message of a SIGBUS (the file truncated while mapped).
+func loadModel(modelFlag: String?, tokenizerFlag: String?, tokenizer: ModelLoader.TokenizerNeed = .required) throws -> LoadedModel {
+    let path = try resolveModelPath(modelFlag)
+    setMappedModelPath(path)
+    return try ModelLoader.load(modelPath: path, tokenizerPath: tokenizerFlag, tokenizer: tokenizer)
 }
+
+/// Whether Ctrl-C or SIGTERM has asked to stop.
+func interrupted() -> Bool { interruptRequested.load(ordering: .relaxed) }
 
 /// `-e`: the escapes \n, \t and \\ in a prompt typed on the command line.
 func processEscapes(_ text: String) -> String {
@@ -71,53 +76,62 @@ func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats) -> JSON {
 func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     let sampling = try samplingParameters(options.sampling)
     if let batchFile = options.batchFile { return try runBatch(options, file: batchFile, sampling: sampling) }
-    var promptText = try readPrompt(options.prompt)
+    let start = DispatchTime.now()
+    let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath)
+    let tokenizer = try model.requireTokenizer()
+    let config = model.checkpoint.config
+    var promptText = try readPrompt(options.prompt, limit: promptByteLimit(contextLength: config.contextLength))
     if options.escape, case .text = options.prompt { promptText = processEscapes(promptText) }
-    let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath,
-                              threads: options.threads, batchSize: options.batchSize)
     let request = GenerationRequest(
-        prompt: try model.tokenizer.encode(promptText), maxNewTokens: options.maxNewTokens, sampling: sampling,
+        prompt: try tokenizer.encode(promptText), maxNewTokens: options.maxNewTokens, sampling: sampling,
         ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings)
-    let generator = Generator(transformer: model.transformer, tokenizer: model.tokenizer)
+    try request.validate(for: config)
+    // The KV cache holds what this run can reach: the prompt and -n new tokens, within the context.
+    let capacity = options.maxNewTokens < 0 ? config.contextLength : min(config.contextLength, request.prompt.count + options.maxNewTokens)
+    let transformer = try model.makeTransformer(threads: options.threads ?? ModelLoader.physicalCoreCount(),
+                                                maxRows: min(options.batchSize, request.prompt.count), cacheCapacity: capacity)
+    let generator = try Generator(transformer: transformer, tokenizer: tokenizer)
+    let loadSeconds = seconds(since: start)
+    if options.verbose {
+        OutputStream.standardError.write(String(format: "load: %.1f ms (%@, %d threads, KV cache %d positions)\n",
+                                                loadSeconds * 1000, model.checkpoint.format.description, transformer.threads, capacity))
+    }
 
     let stdout = OutputStream.standardOutput
-    var outputClosed = false
     var lastByte: UInt8?
     var text: [UInt8] = []
     if options.echo && !promptText.isEmpty {
-        outputClosed = !stdout.write(promptText)
+        stdout.write(promptText)
         lastByte = promptText.utf8.last
     }
-    let stats = try generator.generate(request) { bytes in
-        if interruptRequested.load(ordering: .relaxed) { return .interrupted }
-        if outputClosed { return .interrupted }
+    let stats = try generator.generate(request, shouldStop: interrupted) { bytes in
+        if interrupted() || !stdout.isOpen { return .interrupted }
         guard !bytes.isEmpty else { return nil }
         if options.json {
             text += bytes
             return nil
         }
-        guard stdout.write(bytes) else {
-            outputClosed = true
-            return .interrupted
-        }
+        guard stdout.write(bytes) else { return .interrupted }
         lastByte = bytes.last
         return nil
     }
     if options.json {
-        outputClosed = !stdout.write(resultJSON(id: nil, text: text, stats: stats).encoded + "\n")
-    } else if !outputClosed && lastByte != 0x0A {
+        stdout.write(resultJSON(id: nil, text: text, stats: stats).encoded + "\n")
+    } else if lastByte != nil && lastByte != 0x0A {
         stdout.write([0x0A])
     }
-    if outputClosed { return .success }  // the reader has gone (e.g. `| head`): end quietly
-    if options.verbose { printStatistics(stats, model: model) }
-    return stats.stopReason == .interrupted ? .interrupted : .success
+    if stdout.readerGone { return .success }  // the reader has gone (e.g. `| head`): end quietly
+    if options.verbose { printStatistics(stats) }
+    return stats.stopReason == .interrupted && interrupted() ? .interrupted : .success
 }
 
-func printStatistics(_ stats: GenerationStats, model: LoadedModel) {
+func printStatistics(_ stats: GenerationStats) {
     func format(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
+    // "K/N" when Ctrl-C stopped the prompt part-way.
+    let prompt = stats.promptTokensProcessed < stats.promptTokens
+        ? "\(stats.promptTokensProcessed)/\(stats.promptTokens)" : "\(stats.promptTokens)"
     let lines = [
-        "load: \(format(model.loadSeconds * 1000, 1)) ms (\(model.checkpoint.format), \(model.transformer.threads) threads)",
-        "prompt: \(stats.promptTokens) tokens in \(format(stats.promptSeconds * 1000, 1)) ms (\(format(stats.promptTokensPerSecond)) tokens/s)",
+        "prompt: \(prompt) tokens in \(format(stats.promptSeconds * 1000, 1)) ms (\(format(stats.promptTokensPerSecond)) tokens/s)",
         "generate: \(stats.generatedTokens) tokens in \(format(stats.generateSeconds * 1000, 1)) ms (\(format(stats.generateTokensPerSecond)) tokens/s)",
         "seed: \(stats.seed)",
         "stop: \(stats.stopReason.rawValue)",

@@ -4,7 +4,7 @@ import Quill
 /// `quill info`: what a checkpoint is.
 func runInfo(_ o: InfoOptions) throws -> ExitStatus {
     let modelPath = try resolveModelPath(o.modelPath)
-    let checkpoint = try Checkpoint(path: modelPath)
+    let checkpoint = try loadModel(modelFlag: modelPath, tokenizerFlag: nil, tokenizer: .none).checkpoint
     let c = checkpoint.config
     let tokenizer = o.tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath)
     let quantization: String

@@ -2,45 +2,43 @@ import Foundation
 import Quill
 
 /// `quill perplexity`: NLL per token, perplexity and bits per byte of a text or id sequence.
+/// Ctrl-C stops within one prefill block and prints the figures of the tokens scored so far,
+/// marked partial, with exit status 130.
 func runPerplexity(_ o: PerplexityOptions) throws -> ExitStatus {
-    let threads = o.threads ?? ModelLoader.physicalCoreCount()
-    let modelPath = try resolveModelPath(o.modelPath)
-    let checkpoint = try Checkpoint(path: modelPath)
+    let model = try loadModel(modelFlag: o.modelPath, tokenizerFlag: o.tokenizerPath,
+                              tokenizer: o.file != nil ? .required : .none)
+    let config = model.checkpoint.config
     var tokens: [Int]
     var bytes: Int?
     if let file = o.file {
         // The text is scored exactly as stored (no newline is dropped).
-        let data: [UInt8]
-        if file == "-" {
-            guard let input = readAll(fd: 0) else { throw InputError("stdin: cannot read") }
-            data = input
-        } else {
-            guard let contents = FileManager.default.contents(atPath: file) else { throw InputError("\(file): cannot read") }
-            data = Array(contents)
-        }
-        guard let text = String(validating: data, as: UTF8.self) else { throw InputError("\(file): not valid UTF-8 text") }
-        let tokenizerPath = o.tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath)
-        guard let tokenizerPath else { throw InputError("no tokenizer for \(modelPath): give one with -z") }
-        let tokenizer = try Tokenizer(path: tokenizerPath)
-        guard tokenizer.vocabSize == checkpoint.config.vocabSize else {
-            throw InputError("tokenizer \(tokenizerPath) has \(tokenizer.vocabSize) pieces but model \(modelPath) has a vocabulary of \(checkpoint.config.vocabSize)")
-        }
-        tokens = try tokenizer.encode(text)
+        let source: PromptSource = file == "-" ? .standardInput : .file(file)
+        let data = try readInputBytes(source, limit: textInputByteLimit)
+        let text = try decodeText(data, name: sourceName(source))
+        tokens = try model.requireTokenizer().encode(text)
         bytes = data.count
     } else if let ids = o.ids {
         tokens = ids
     } else {
         let path = o.idsFile!
-        guard let contents = FileManager.default.contents(atPath: path) else { throw InputError("\(path): cannot read") }
-        let text = String(decoding: contents, as: UTF8.self)
+        let source: PromptSource = path == "-" ? .standardInput : .file(path)
+        let text = try decodeText(try readInputBytes(source, limit: textInputByteLimit), name: sourceName(source))
         tokens = []
         for part in text.split(whereSeparator: { $0 == "," || $0.isWhitespace }) {
             guard let id = Int(part), id >= 0 else { throw InputError("\(path): '\(part)' is not a token id") }
             tokens.append(id)
         }
     }
-    let transformer = Transformer(checkpoint: checkpoint, maxRows: o.batchSize, threads: threads)
-    let result = try Perplexity.evaluate(tokens, transformer: transformer, stride: o.stride, keepPerToken: o.perToken)
+    let threads = o.threads ?? ModelLoader.physicalCoreCount()
+    let transformer = try model.makeTransformer(threads: threads, maxRows: o.batchSize,
+                                                cacheCapacity: min(config.contextLength, max(1, tokens.count)))
+    if o.verbose {
+        let stride = o.stride ?? max(1, transformer.cacheCapacity / 2)
+        OutputStream.standardError.write(
+            "perplexity: scoring \(tokens.count) tokens in windows of \(transformer.cacheCapacity) (stride \(stride)), \(threads) threads\n")
+    }
+    let result = try Perplexity.evaluate(tokens, transformer: transformer, stride: o.stride, keepPerToken: o.perToken,
+                                         shouldStop: interrupted)
     let bitsPerByte = bytes.map { result.bitsPerByte(bytes: $0) }
     if o.json {
         var fields: [(String, JSON)] = [
@@ -48,6 +46,7 @@ func runPerplexity(_ o: PerplexityOptions) throws -> ExitStatus {
             ("nll_mean", .number(result.meanNLL, decimals: 6)), ("perplexity", .number(result.perplexity, decimals: 6)),
             ("bytes", bytes.map { .int($0) } ?? .null),
             ("bits_per_byte", bitsPerByte.map { .number($0, decimals: 6) } ?? .null),
+            ("partial", .bool(!result.complete)),
         ]
         if o.perToken {
             fields.append(("per_token", .array(result.perToken.map {
@@ -59,7 +58,8 @@ func runPerplexity(_ o: PerplexityOptions) throws -> ExitStatus {
         var line = String(format: "tokens %d, scored %d, mean NLL %.6f nats/token, perplexity %.4f",
                           result.tokens, result.scored, result.meanNLL, result.perplexity)
         if let bitsPerByte { line += String(format: ", %.6f bits/byte over %d bytes", bitsPerByte, bytes!) }
+        if !result.complete { line += " (partial: interrupted)" }
         OutputStream.standardOutput.write(line + "\n")
     }
-    return .success
+    return result.complete ? .success : .interrupted
 }

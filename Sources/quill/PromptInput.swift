@@ -1,55 +1,111 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
 import Quill
-
-/// Reads the prompt text from where the command line said. Like llama.cpp's -f, one trailing
-/// newline of a file or of stdin is dropped, so `echo "Once upon a time" | quill` continues the line.
-func readPrompt(_ source: PromptSource?) throws -> String {
-    switch source {
-    case .text(let text):
-        return text
-    case .file(let path):
-        guard let data = FileManager.default.contents(atPath: path) else {
-            var isFolder: ObjCBool = false
-            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isFolder)
-            throw InputError("\(path): " + (!exists ? "no such file" : isFolder.boolValue ? "is a directory" : "cannot read"))
-        }
-        return try decodeText(Array(data), name: path)
-    case .standardInput:
-        return try readStandardInput()
-    case nil:
-        return OutputStream(fd: 0).isTerminal ? "" : try readStandardInput()
-    }
-}
-
-private func readStandardInput() throws -> String {
-    guard let bytes = readAll(fd: 0) else { throw InputError("stdin: cannot read: \(String(cString: strerror(errno)))") }
-    return try decodeText(bytes, name: "stdin")
-}
-
-/// UTF-8 text without its final newline; invalid UTF-8 is an error naming the first bad byte.
-func decodeText(_ bytes: [UInt8], name: String) throws -> String {
-    var body = bytes[...]
-    if body.last == 0x0A { body = body.dropLast() }
-    if let text = String(validating: body, as: UTF8.self) { return text }
-    var decoder = Unicode.UTF8()
-    var iterator = body.makeIterator()
-    var offset = 0
-    while true {
-        switch decoder.decode(&iterator) {
-        case .scalarValue(let scalar): offset += UTF8.width(scalar)
-        case .emptyInput: throw InputError("\(name): not valid UTF-8 text")
-        case .error:
-            let byte = String(body[body.startIndex + offset], radix: 16, uppercase: true)
-            throw InputError("\(name): not valid UTF-8 text (byte 0x\(byte) at offset \(offset))")
-        }
-    }
-}
 
 /// A prompt or input that cannot be read.
 struct InputError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Most bytes `tokenize`, `detokenize` and `perplexity` read from a file or stdin: they have no
+/// context window to size the limit by, and a larger text is more than anyone scores at once.
+let textInputByteLimit = 64 << 20
+
+/// Most bytes of a prompt for a model with `contextLength` positions: far more than the
+/// context can hold (a piece of more than 64 bytes is rare), so no prompt that fits is refused,
+/// while `quill < /dev/zero` stops after a bounded read.
+func promptByteLimit(contextLength: Int) -> Int { max(1 << 20, min(contextLength, 1 << 24) * 64) }
+
+/// Opens `path` for reading. Regular files, FIFOs and process substitutions (`<(…)`, which
+/// are /dev/fd paths) are accepted; directories are refused by name.
+func openInput(_ path: String) throws(InputError) -> Int32 {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw InputError("\(path): cannot open: \(String(cString: strerror(errno)))") }
+    var info = stat()
+    if fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+        close(fd)
+        throw InputError("\(path): is a directory")
+    }
+    return fd
+}
+
+/// Reads everything from `fd`, refusing more than `limit` bytes as soon as they arrive (so an
+/// endless stream costs a bounded read). A closed stdin (EBADF) reads as empty.
+func readAll(fd: Int32, name: String, limit: Int) throws(InputError) -> [UInt8] {
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            if errno == EBADF && fd == 0 { return result }
+            throw InputError("\(name): cannot read: \(String(cString: strerror(errno)))")
+        }
+        if n == 0 { return result }
+        guard result.count + n <= limit else {
+            throw InputError("\(name): input too large: more than \(groupedDigits(limit)) bytes")
+        }
+        result += chunk[..<n]
+    }
+}
+
+/// The bytes of a text source: the argument itself, a file, or stdin (`nil`: stdin when it is
+/// not a terminal, else nothing).
+func readInputBytes(_ source: PromptSource?, limit: Int) throws(InputError) -> [UInt8] {
+    switch source {
+    case .text(let text):
+        guard text.utf8.count <= limit else {
+            throw InputError("the prompt is too large: more than \(groupedDigits(limit)) bytes")
+        }
+        return Array(text.utf8)
+    case .file(let path):
+        let fd = try openInput(path)
+        defer { close(fd) }
+        return try readAll(fd: fd, name: path, limit: limit)
+    case .standardInput:
+        return try readAll(fd: 0, name: "stdin", limit: limit)
+    case nil:
+        return isatty(0) == 1 ? [] : try readAll(fd: 0, name: "stdin", limit: limit)
+    }
+}
+
+/// The prompt text from where the command line said. Like llama.cpp's -f, one trailing
+/// newline of a file or of stdin is dropped, so `echo "Once upon a time" | quill` continues the line.
+func readPrompt(_ source: PromptSource?, limit: Int) throws(InputError) -> String {
+    var bytes = try readInputBytes(source, limit: limit)
+    if case .text = source {} else if bytes.last == 0x0A { bytes.removeLast() }
+    return try decodeText(bytes, name: sourceName(source))
+}
+
+/// How messages name an input source.
+func sourceName(_ source: PromptSource?) -> String {
+    switch source {
+    case .file(let path): path
+    case .text: "the prompt"
+    case .standardInput, nil: "stdin"
+    }
+}
+
+/// The bytes as text; invalid UTF-8 is an error naming the first bad byte and its offset.
+func decodeText(_ bytes: [UInt8], name: String) throws(InputError) -> String {
+    if let text = String(validating: bytes, as: UTF8.self) { return text }
+    let offset = firstInvalidUTF8Offset(bytes) ?? 0
+    let byte = String(bytes[offset], radix: 16, uppercase: true)
+    throw InputError("\(name): not valid UTF-8 text (byte 0x\(byte) at offset \(offset))")
+}
+
+/// The offset of the first byte that does not belong to a valid UTF-8 sequence, or nil.
+func firstInvalidUTF8Offset<C: Collection<UInt8>>(_ bytes: C) -> Int? {
+    var decoder = Unicode.UTF8()
+    var iterator = bytes.makeIterator()
+    var offset = 0
+    while true {
+        switch decoder.decode(&iterator) {
+        case .scalarValue(let scalar): offset += UTF8.width(scalar)
+        case .emptyInput: return nil
+        case .error: return offset
+        }
+    }
 }

@@ -14,7 +14,7 @@ private func tokenizerFor(_ o: TokenizeOptions) throws -> Tokenizer {
 /// `quill tokenize`: ids (default), pieces, or JSON of a text.
 func runTokenize(_ o: TokenizeOptions) throws -> ExitStatus {
     let tokenizer = try tokenizerFor(o)
-    let ids = try tokenizer.encode(try readPrompt(o.input), addBOS: o.addBOS)
+    let ids = try tokenizer.encode(try readPrompt(o.input, limit: textInputByteLimit), addBOS: o.addBOS)
     let output: String
     switch o.format {
     case .ids: output = ids.map(String.init).joined(separator: " ")
@@ -31,7 +31,7 @@ func runTokenize(_ o: TokenizeOptions) throws -> ExitStatus {
 func runDetokenize(_ o: TokenizeOptions) throws -> ExitStatus {
     let tokenizer = try tokenizerFor(o)
     var ids: [Int] = []
-    for part in try readPrompt(o.input).split(whereSeparator: { $0 == "," || $0.isWhitespace }) {
+    for part in try readPrompt(o.input, limit: textInputByteLimit).split(whereSeparator: { $0 == "," || $0.isWhitespace }) {
         guard let id = Int(part), id >= 0, id < tokenizer.vocabSize else {
             throw InputError("'\(part)' is not a token id of \(tokenizer.path) (0..<\(tokenizer.vocabSize))")
         }

@@ -182,7 +182,7 @@ final class CLITests: XCTestCase {
             (["-m", folder.appendingPathComponent("missing.bin").path],
              "quill: error: \(folder.path)/missing.bin: No such file or directory"),
             (try CLI.storiesFlags() + ["-f", folder.appendingPathComponent("nope.txt").path],
-             "quill: error: \(folder.path)/nope.txt: no such file"),
+             "quill: error: \(folder.path)/nope.txt: cannot open: No such file or directory"),
             (try CLI.storiesFlags() + ["-f", badText.path],
              "quill: error: \(badText.path): not valid UTF-8 text (byte 0xFF at offset 2)"),
             (["-m", try CLI.sharedFile("stories260K.bin"), "-z", try CLI.sharedFile("llama2-tokenizer.model")],

@@ -61,11 +61,11 @@ final class ScriptingTests: XCTestCase {
         let objects = try lines(run).map { try json($0) }
         XCTAssertEqual(objects.count, 6)
         XCTAssertNotNil(objects[0]["text"])
-        XCTAssertEqual(objects[1]["error"] as? String, "unknown key 'colour'")
-        XCTAssertEqual(objects[2]["error"] as? String, "line 3 is not a valid JSON object")
+        XCTAssertEqual(objects[1]["error"] as? String, #"line 2: unknown key "colour""#)
+        XCTAssertEqual(objects[2]["error"] as? String, "line 3: not a valid JSON object: unterminated string at byte 24")
         XCTAssertEqual(objects[3]["id"] as? String, "t")
-        XCTAssertEqual(objects[3]["error"] as? String, "--top-p must be in (0, 1], got 1.7")
-        XCTAssertEqual(objects[4]["error"] as? String, "prompt is 1001 tokens but the context window is 512")
+        XCTAssertEqual(objects[3]["error"] as? String, #"line 4: "top_p" must be in (0, 1], got 1.7"#)
+        XCTAssertEqual(objects[4]["error"] as? String, "line 5: prompt is 1001 tokens but the context window is 512")
         XCTAssertNotNil(objects[5]["text"], "lines after errors still run")
     }
 
