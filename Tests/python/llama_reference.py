@@ -6,6 +6,11 @@ Two forwards written independently of each other and of scripts/export.py:
 - `llama2c_forward` follows ../shared/docs/formats.md: one token at a time with a KV cache,
   RoPE on adjacent pairs (x[2i], x[2i+1]), query head h reading KV head h // (n_heads/n_kv_heads).
 Both return logits [T, vocab] where row p is the output after feeding tokens[0..p].
+
+In float64 (the default) the products go to numpy's BLAS, whose rounding (~1e-16) is far below
+every tolerance here. `hf_forward` in float32 accumulates every product and sum one term at a time
+and rounds exponentials from float64, so it uses only correctly rounded IEEE operations and gives
+the same bits on every machine, whatever BLAS numpy picks.
 """
 
 import struct
@@ -18,18 +23,44 @@ ROPE_THETA = 10000.0
 EPS = 1e-5
 
 
+def matmul(a, b):
+    """a [..., m, n] @ b [..., n, p]; in float32, summed over n in order (see the module doc)."""
+    if a.dtype != np.float32:
+        return a @ b
+    acc = a[..., :, 0:1] * b[..., 0:1, :]
+    for k in range(1, a.shape[-1]):
+        acc = acc + a[..., :, k:k + 1] * b[..., k:k + 1, :]
+    return acc
+
+
+def sum_last(x):
+    """Sum over the last axis, keeping it; in float32, in order."""
+    if x.dtype != np.float32:
+        return np.sum(x, axis=-1, keepdims=True)
+    acc = x[..., 0:1]
+    for k in range(1, x.shape[-1]):
+        acc = acc + x[..., k:k + 1]
+    return acc
+
+
+def exp(x):
+    """exp in x's dtype; float32 results are float64 ones rounded, not numpy's float32 SIMD exp."""
+    return np.exp(x.astype(np.float64)).astype(x.dtype)
+
+
 def rmsnorm(x, weight):
     """Normalise over the last axis: x / sqrt(mean(x^2) + eps) * weight."""
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + EPS) * weight
+    one = x.dtype.type
+    return x / np.sqrt(sum_last(x * x) / one(x.shape[-1]) + one(EPS)) * weight
 
 
 def silu(x):
-    return x / (1.0 + np.exp(-x))
+    return x / (x.dtype.type(1) + exp(-x))
 
 
 def softmax(x):
-    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
+    e = exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / sum_last(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,21 +93,22 @@ def hf_forward(cfg, w, tokens, dtype=np.float64):
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rmsnorm(x, g(p + "input_layernorm.weight"))
-        q = (h @ g(p + "self_attn.q_proj.weight").T).reshape(T, n_heads, hs).transpose(1, 0, 2)
-        k = (h @ g(p + "self_attn.k_proj.weight").T).reshape(T, n_kv, hs).transpose(1, 0, 2)
-        v = (h @ g(p + "self_attn.v_proj.weight").T).reshape(T, n_kv, hs).transpose(1, 0, 2)
+        q = matmul(h, g(p + "self_attn.q_proj.weight").T).reshape(T, n_heads, hs).transpose(1, 0, 2)
+        k = matmul(h, g(p + "self_attn.k_proj.weight").T).reshape(T, n_kv, hs).transpose(1, 0, 2)
+        v = matmul(h, g(p + "self_attn.v_proj.weight").T).reshape(T, n_kv, hs).transpose(1, 0, 2)
         q, k = rope(q), rope(k)
         k = np.repeat(k, n_heads // n_kv, axis=0)  # [n_heads, T, hs]: kv head j serves heads j*rep..
         v = np.repeat(v, n_heads // n_kv, axis=0)
-        att = softmax(q @ k.transpose(0, 2, 1) / np.sqrt(hs) + causal)  # [n_heads, T, T]
-        out = (att @ v).transpose(1, 0, 2).reshape(T, dim)
-        x = x + out @ g(p + "self_attn.o_proj.weight").T
+        scores = matmul(q, k.transpose(0, 2, 1)) / dtype(np.sqrt(hs))  # dtype(): stay in dtype
+        att = softmax(scores + causal)  # [n_heads, T, T]
+        out = matmul(att, v).transpose(1, 0, 2).reshape(T, dim)
+        x = x + matmul(out, g(p + "self_attn.o_proj.weight").T)
         h = rmsnorm(x, g(p + "post_attention_layernorm.weight"))
-        ff = silu(h @ g(p + "mlp.gate_proj.weight").T) * (h @ g(p + "mlp.up_proj.weight").T)
-        x = x + ff @ g(p + "mlp.down_proj.weight").T
+        ff = silu(matmul(h, g(p + "mlp.gate_proj.weight").T)) * matmul(h, g(p + "mlp.up_proj.weight").T)
+        x = x + matmul(ff, g(p + "mlp.down_proj.weight").T)
     x = rmsnorm(x, g("model.norm.weight"))
     tied = cfg.get("tie_word_embeddings", False) or "lm_head.weight" not in w
-    return x @ g("model.embed_tokens.weight" if tied else "lm_head.weight").T
+    return matmul(x, g("model.embed_tokens.weight" if tied else "lm_head.weight").T)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,9 +32,14 @@ TOKENS = [1, 5, 9, 300, 42, 511, 7, 128, 3, 260]
 
 # Both numpy forwards run in float64 on the same values, so any layout mistake shows as O(1).
 NUMPY_TOL = 1e-9
-# Quill computes in float32. A float32 numpy forward of these models is within 5e-6 of float64
-# (logits up to ~9), for every input dtype alike because export upcasts 16-bit values exactly, so
-# 16-bit inputs need no looser tolerance; 1e-4 leaves 20x room for BLAS summation order.
+# Quill computes in float32 (logits up to ~9). How far a float32 forward of these models lands from
+# float64 depends on the summation order: 2.6e-6 to 1.0e-5 for numpy's float32 BLAS (the maximum
+# differs between CPUs), up to 8.9e-6 for a forward summing every product in order, and up to 2.3e-5
+# for that one on the same weights before 16-bit rounding. A worst-case rounding bound (every error
+# aligned) is no guide: it passes 1e-3 in the first layer's attention. So 1e-4 is set from the
+# reproducible in-order forward with 4x room for other orders, as
+# test_float32_math_error_is_within_quill_tolerance checks. Export upcasts 16-bit values exactly,
+# so 16-bit inputs need no looser tolerance.
 QUILL_TOL = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4}
 
 
@@ -258,12 +263,17 @@ def test_reference_detects_unpermuted_rope(converted):
 
 
 def test_float32_math_error_is_within_quill_tolerance(converted):
-    """Justifies QUILL_TOL: a float32 evaluation of the same model stays well inside it."""
+    """Justifies QUILL_TOL: a correct float32 evaluation of the same model passes it with room.
+
+    The float32 forward sums every product in order with correctly rounded IEEE operations only
+    (llama_reference), so its error is a property of float32 arithmetic, the same on every
+    machine, and not of whichever BLAS numpy found (whose rounding differs between CPUs)."""
     for case in CASES:
         cfg, weights, _, _ = converted(case)
         exact = hf_forward(cfg, weights, TOKENS)
         single = hf_forward(cfg, weights, TOKENS, dtype=np.float32)
-        assert np.abs(single - exact).max() < QUILL_TOL[case[1]] / 10, case[0]
+        assert single.dtype == np.float32  # no step silently widened to float64
+        assert np.abs(single - exact).max() < QUILL_TOL[case[1]] / 4, case[0]  # room for other orders
         assert 2 < np.abs(exact).max() < 20  # logits are O(1-10), so 1e-4 is a tight tolerance
 
 
