@@ -18,10 +18,12 @@ static int has_avx512(void) {
 }
 
 // e^x for 16 floats: x = n·ln2 + r with |r| ≤ ln2/2, e^r from the Cephes expf polynomial,
-// then scaled by 2^n. Inputs are clamped to the range where expf is finite and normal.
+// then scaled by 2^n. Inputs are clamped to the range where expf is finite and normal. The
+// clamp's operands are ordered so that a NaN passes through (max/min return their second
+// operand when either is NaN): NaN weights must show up as NaN logits, never as numbers.
 __attribute__((target("avx512f")))
 static inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
+    x = _mm512_min_ps(_mm512_set1_ps(88.7f), _mm512_max_ps(_mm512_set1_ps(-87.3f), x));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);   // ln2, high part (exact product)
