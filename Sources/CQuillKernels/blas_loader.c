@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -30,9 +31,14 @@ static const char *core_for_this_cpu(void) {
 static void load(void) {
     const char *core = core_for_this_cpu();
     if (core != NULL && getenv("OPENBLAS_CORETYPE") == NULL) setenv("OPENBLAS_CORETYPE", core, 0);
-    void *handle = dlopen("libblas.so.3", RTLD_NOW | RTLD_LOCAL);
+    // $QUILL_BLAS_LIBRARY names another CBLAS library (a path or a soname).
+    const char *library = getenv("QUILL_BLAS_LIBRARY");
+    if (library == NULL || library[0] == 0) library = "libblas.so.3";
+    void *handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
-        snprintf(load_error, sizeof load_error, "cannot load the BLAS library libblas.so.3 (%s); install libopenblas0-pthread", dlerror());
+        const char *reason = dlerror();
+        snprintf(load_error, sizeof load_error, "cannot load the BLAS library %s (%s); install libopenblas0-pthread",
+                 library, reason != NULL ? reason : "unknown reason");
         load_status = 1;
         return;
     }
@@ -41,7 +47,7 @@ static void load(void) {
     p_set_threads = (void (*)(int))dlsym(handle, "openblas_set_num_threads");
     p_corename = (char *(*)(void))dlsym(handle, "openblas_get_corename");
     if (p_sgemv == NULL || p_sgemm == NULL) {
-        snprintf(load_error, sizeof load_error, "libblas.so.3 has no CBLAS interface (cblas_sgemv, cblas_sgemm)");
+        snprintf(load_error, sizeof load_error, "%s has no CBLAS interface (cblas_sgemv, cblas_sgemm)", library);
         load_status = 1;
         return;
     }
@@ -59,23 +65,48 @@ const char *quill_blas_core(void) {
     return quill_blas_load() == 0 && p_corename != NULL ? p_corename() : "";
 }
 
-// Products load BLAS on first use, so kernels work without an explicit quill_blas_load();
-// a missing library is then a programmer error (callers that can report it load first).
-static void require_blas(void) {
-    if (__builtin_expect(load_status != 0, 0) && quill_blas_load() != 0) {
-        fprintf(stderr, "quill: error: %s\n", load_error);
-        abort();
+// Products load BLAS on first use. Every caller that can report a missing library loads it
+// first (Transformer's initialiser throws the reason); anyone else gets these plain loops, so
+// no input can end in a crash here. They compute the same products, only slowly.
+static int have_blas(void) { return quill_blas_load() == 0; }
+
+static void plain_sgemv(int m, int n, float alpha, const float *a, int lda, const float *x, float beta, float *y) {
+    for (int i = 0; i < m; i++) {
+        float sum = 0;
+        for (int j = 0; j < n; j++) sum += a[(size_t)i * lda + j] * x[j];
+        y[i] = alpha * sum + (beta == 0 ? 0 : beta * y[i]);
+    }
+}
+
+// C (m, n) = alpha · A (m, k) · op(B) + beta · C, op(B) = Bᵀ (B is n × k) or B (k × n).
+static void plain_sgemm(int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc) {
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            float sum = 0;
+            for (int p = 0; p < k; p++) {
+                sum += a[(size_t)i * lda + p] * (trans_b ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j]);
+            }
+            float *out = &c[(size_t)i * ldc + j];
+            *out = alpha * sum + (beta == 0 ? 0 : beta * *out);
+        }
     }
 }
 
 void quill_sgemv(int m, int n, float alpha, const float *a, int lda, const float *x, float beta, float *y) {
-    require_blas();
+    if (!have_blas()) {
+        plain_sgemv(m, n, alpha, a, lda, x, beta, y);
+        return;
+    }
     p_sgemv(CblasRowMajor, CblasNoTrans, m, n, alpha, a, lda, x, 1, beta, y, 1);
 }
 
 void quill_sgemm(int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc) {
-    require_blas();
+    if (!have_blas()) {
+        plain_sgemm(trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
     p_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb,
             beta, c, ldc);
 }

@@ -21,7 +21,9 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws(MappedFileError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; it is refused
+        // below as not a regular file (the flag changes nothing for regular files).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw MappedFileError(path: path, reason: MappedFile.errnoText()) }
         defer { close(fd) }
         var info = stat()
@@ -38,6 +40,23 @@ public final class MappedFile: @unchecked Sendable {
         guard let address, address != MAP_FAILED else {
             throw MappedFileError(path: path, reason: "cannot map: " + MappedFile.errnoText())
         }
+        base = UnsafeRawPointer(address)
+    }
+
+    /// A copy of `bytes` in memory that behaves like a mapped file named `path` (for fuzzing
+    /// and tests of the readers, which then need no file on disk).
+    public init(bytes: [UInt8], path: String) throws(MappedFileError) {
+        self.path = path
+        byteCount = bytes.count
+        guard !bytes.isEmpty else {
+            base = nil
+            return
+        }
+        let address = mmap(nil, bytes.count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let address, address != MAP_FAILED else {
+            throw MappedFileError(path: path, reason: "cannot map: " + MappedFile.errnoText())
+        }
+        bytes.withUnsafeBytes { address.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         base = UnsafeRawPointer(address)
     }
 

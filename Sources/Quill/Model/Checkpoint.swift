@@ -66,6 +66,16 @@ public struct Checkpoint: Sendable {
         try self.init(file: file)
     }
 
+    /// Validates a checkpoint held in memory (`bytes`), named `path` in messages: the same
+    /// checks as a file, for fuzzing.
+    public init(bytes: [UInt8], path: String) throws(CheckpointError) {
+        let file: MappedFile
+        do { file = try MappedFile(bytes: bytes, path: path) } catch {
+            throw CheckpointError(path: path, problem: error.reason)
+        }
+        try self.init(file: file)
+    }
+
     init(file: MappedFile) throws(CheckpointError) {
         let path = file.path
         func fail(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
