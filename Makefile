@@ -8,7 +8,7 @@ TEST_VENV  := .venv-test
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMPT     ?= Once upon a time
 
-.PHONY: all build deps run test test-swift test-python model bench clean
+.PHONY: all build deps run test test-swift test-python fuzz fuzz-build fuzz-smoke sanitize model bench clean
 
 all: build
 
@@ -29,7 +29,7 @@ build: deps
 run: build
 	.build/release/quill --echo -p "$(PROMPT)" -n 256 --verbose
 
-test: deps test-swift test-python
+test: deps test-swift test-python fuzz-smoke
 
 test-swift:
 	$(SWIFT) build --build-tests
@@ -45,9 +45,48 @@ $(TEST_VENV)/.installed: scripts/requirements-test.txt
 test-python: $(TEST_VENV)/.installed
 	QUILL_BIN=$(CURDIR)/.build/debug/quill $(TEST_VENV)/bin/pytest -q Tests/python
 
+# libFuzzer targets, one per parser of untrusted bytes (Sources/QuillFuzz), built with
+# AddressSanitizer and coverage into .build-fuzz. `make fuzz` runs each for FUZZ_SECONDS;
+# `make fuzz-smoke` (part of `make test`) for a few seconds, to keep them alive. New inputs go
+# to a scratch folder, never into the seed corpus in Tests/Fuzz/corpus.
+FUZZ_TARGETS := checkpoint batch-line json arguments
+FUZZ_SECONDS ?= 180
+FUZZ_BUILD   := .build-fuzz
+FUZZ_RUNTIME = $(firstword $(wildcard $(dir $(realpath $(shell which $(SWIFT))))../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a))
+
+fuzz-build:
+	@test -n "$(FUZZ_RUNTIME)" || { echo "libFuzzer runtime (libclang_rt.fuzzer_no_main) not found in the Swift toolchain"; exit 1; }
+	$(SWIFT) build --scratch-path $(FUZZ_BUILD) --product quill-fuzz -Xswiftc -DQUILL_FUZZING \
+	  -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
+	  -Xcc -fsanitize=fuzzer-no-link,address -Xlinker $(FUZZ_RUNTIME) -Xlinker -lstdc++
+
+define run-fuzzers
+	@for target in $(FUZZ_TARGETS); do \
+	  work=$$(mktemp -d); \
+	  QUILL_FUZZ_TARGET=$$target $(FUZZ_BUILD)/debug/quill-fuzz -max_total_time=$(1) -print_final_stats=1 \
+	    -artifact_prefix=$$work/ $$work Tests/Fuzz/corpus/$$target > $$work/log 2>&1; status=$$?; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$work/log); \
+	  echo "fuzz $$target: $$runs executions in $(1) s, corpus $$(ls Tests/Fuzz/corpus/$$target | wc -l) seeds + $$(ls $$work | grep -cv '^log$$') new, exit $$status"; \
+	  if [ $$status -ne 0 ]; then tail -40 $$work/log; echo "crash inputs and log kept in $$work"; exit 1; fi; \
+	  rm -rf $$work; \
+	done
+endef
+
+fuzz: fuzz-build
+	$(call run-fuzzers,$(FUZZ_SECONDS))
+
+fuzz-smoke: fuzz-build
+	$(call run-fuzzers,5)
+
+# The test suite under AddressSanitizer, with the C kernels also under UBSan (Swift's own
+# -sanitize=undefined is not supported on Linux), in its own build folder.
+sanitize:
+	$(SWIFT) build --build-tests --scratch-path .build-asan --sanitize=address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined
+	$(SWIFT) test --skip-build --scratch-path .build-asan --sanitize=address --disable-swift-testing
+
 # Train the default model and tokenizer from ../shared/corpora (about an hour on 2 cores).
 model:
 	scripts/train/make_model.sh
 
 clean:
-	rm -rf .build $(TEST_VENV)
+	rm -rf .build .build-fuzz .build-asan $(TEST_VENV)

@@ -30,7 +30,13 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
         .target(name: "Quill", dependencies: ["QuillKernels", "CSentencePiece"]),
-        .executableTarget(name: "quill", dependencies: ["Quill"]),
+        // The command line's grammar: flags into typed options, no I/O (a library so that the
+        // fuzz target can drive it).
+        .target(name: "QuillCommandLine"),
+        .executableTarget(name: "quill", dependencies: ["Quill", "QuillCommandLine"]),
+        // libFuzzer targets for every parser of untrusted bytes (see `make fuzz`). Built with
+        // `-sanitize=fuzzer` it has no main of its own; built normally it replays files.
+        .executableTarget(name: "quill-fuzz", dependencies: ["Quill", "QuillCommandLine"], path: "Sources/QuillFuzz"),
         .testTarget(name: "QuillKernelsTests", dependencies: ["QuillKernels"]),
         .testTarget(name: "QuillTests", dependencies: ["Quill", "QuillKernels"], exclude: ["Fixtures"]),
         // Runs the built executable end to end; depending on it makes `swift test` build it.

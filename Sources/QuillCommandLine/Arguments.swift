@@ -1,14 +1,16 @@
+import Foundation
+
 // Hand-written argument parsing: flags follow llama.cpp's llama-cli where it has one.
 // Accepts "--flag value", "--flag=value" and "-x value"; "--" ends the flags.
 
 /// A command line that cannot be understood. Printed with a hint; exit status 2.
-struct UsageError: Error {
-    let message: String
-    init(_ message: String) { self.message = message }
+public struct UsageError: Error {
+    public let message: String
+    public init(_ message: String) { self.message = message }
 }
 
 /// Everything the command line asked for.
-enum Invocation {
+public enum Invocation {
     case help
     case version
     case generate(GenerateOptions)
@@ -22,110 +24,110 @@ enum Invocation {
 }
 
 /// `quill perplexity`: how well a model predicts a text (or an exact id sequence).
-struct PerplexityOptions {
-    var modelPath: String?
-    var tokenizerPath: String?
-    var file: String?
-    var ids: [Int]?
-    var idsFile: String?
-    var stride: Int?
-    var json = false
-    var perToken = false
+public struct PerplexityOptions {
+    public var modelPath: String?
+    public var tokenizerPath: String?
+    public var file: String?
+    public var ids: [Int]?
+    public var idsFile: String?
+    public var stride: Int?
+    public var json = false
+    public var perToken = false
     /// The work to be done on stderr before scoring starts.
-    var verbose = false
-    var threads: Int?
-    var batchSize = 64
+    public var verbose = false
+    public var threads: Int?
+    public var batchSize = 64
 }
 
 /// `quill tokenize` / `quill detokenize`.
-struct TokenizeOptions {
-    enum Format { case ids, pieces, json }
-    var tokenizerPath: String?
-    var modelPath: String?
-    var input: PromptSource?
-    var format = Format.ids
-    var addBOS = true
+public struct TokenizeOptions {
+    public enum Format { case ids, pieces, json }
+    public var tokenizerPath: String?
+    public var modelPath: String?
+    public var input: PromptSource?
+    public var format = Format.ids
+    public var addBOS = true
 }
 
 /// `quill info -m MODEL`.
-struct InfoOptions {
-    var modelPath: String?
-    var tokenizerPath: String?
-    var json = false
+public struct InfoOptions {
+    public var modelPath: String?
+    public var tokenizerPath: String?
+    public var json = false
 }
 
 /// `quill quantize IN OUT`: float32 checkpoint → int8 Q8_0 (version 2).
-struct QuantizeOptions {
-    var input = ""
-    var output = ""
+public struct QuantizeOptions {
+    public var input = ""
+    public var output = ""
     /// nil: 64, or the largest power of two below it that divides dim and hidden_dim.
-    var groupSize: Int?
+    public var groupSize: Int?
 }
 
 /// `quill bench`: prompt and generation speed in a llama-bench style table.
-struct BenchOptions {
-    var shape: String?
-    var modelPath: String?
-    var quantize = false
-    var promptTokens = 512
-    var generateTokens = 128
-    var repetitions = 5
-    var threads: Int?
-    var batchSize = 512
-    var parallel = 8
-    var json = false
+public struct BenchOptions {
+    public var shape: String?
+    public var modelPath: String?
+    public var quantize = false
+    public var promptTokens = 512
+    public var generateTokens = 128
+    public var repetitions = 5
+    public var threads: Int?
+    public var batchSize = 512
+    public var parallel = 8
+    public var json = false
     /// Name shown for the model (set when `--shape` re-runs bench on the file it wrote).
-    var label: String?
+    public var label: String?
 }
 
 /// `quill logits -m MODEL --ids 1,2,3`: every position's logits as JSON, for checking a model
 /// against another implementation.
-struct LogitsOptions {
-    var modelPath: String?
-    var ids: [Int] = []
-    var threads: Int?
-    var batchSize = 64
+public struct LogitsOptions {
+    public var modelPath: String?
+    public var ids: [Int] = []
+    public var threads: Int?
+    public var batchSize = 64
 }
 
 /// Options of the default command, generation.
-struct GenerateOptions {
-    var modelPath: String?
-    var tokenizerPath: String?
+public struct GenerateOptions {
+    public var modelPath: String?
+    public var tokenizerPath: String?
     /// Where the prompt comes from; nil means stdin when it is not a terminal, else empty.
-    var prompt: PromptSource?
-    var maxNewTokens = -1
-    var threads: Int?
-    var batchSize = 64
-    var verbose = false
-    var sampling = SamplingOptions()
+    public var prompt: PromptSource?
+    public var maxNewTokens = -1
+    public var threads: Int?
+    public var batchSize = 64
+    public var verbose = false
+    public var sampling = SamplingOptions()
     /// Strings that end generation (-r/--reverse-prompt/--stop, repeatable).
-    var stopStrings: [String] = []
-    var ignoreEOS = false
+    public var stopStrings: [String] = []
+    public var ignoreEOS = false
     /// Process \n, \t, \\ in -p (never in files or stdin).
-    var escape = false
+    public var escape = false
     /// Print the prompt before the generated text.
-    var echo = false
+    public var echo = false
     /// One JSON object instead of streamed text.
-    var json = false
+    public var json = false
     /// --batch FILE: one request per line ("-" is stdin).
-    var batchFile: String?
-    var parallel: Int?
-    var noProgress = false
-    var shard: (index: Int, count: Int)?
+    public var batchFile: String?
+    public var parallel: Int?
+    public var noProgress = false
+    public var shard: (index: Int, count: Int)?
 }
 
 /// Sampling flags as typed (validated by the library's SamplingParameters).
-struct SamplingOptions {
-    var temperature: Float?
-    var topK: Int?
-    var topP: Float?
-    var minP: Float?
-    var seed: UInt64?
-    var repeatPenalty: Float?
-    var repeatLastN: Int?
+public struct SamplingOptions {
+    public var temperature: Float?
+    public var topK: Int?
+    public var topP: Float?
+    public var minP: Float?
+    public var seed: UInt64?
+    public var repeatPenalty: Float?
+    public var repeatLastN: Int?
 }
 
-enum PromptSource: Equatable {
+public enum PromptSource: Equatable {
     case text(String)
     case file(String)  // "-" is stdin
     case standardInput
@@ -174,22 +176,48 @@ struct ArgumentScanner {
     }
 }
 
-func parseInt(_ text: String, flag: String) throws(UsageError) -> Int {
+public func parseInt(_ text: String, flag: String) throws(UsageError) -> Int {
     guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
         throw UsageError("\(flag) expects an integer, got '\(text)'")
     }
     return value
 }
 
-func parseFloat(_ text: String, flag: String) throws(UsageError) -> Float {
-    guard let value = Float(text.trimmingCharacters(in: .whitespaces)), value.isFinite else {
-        throw UsageError("\(flag) expects a finite number, got '\(text)'")
+/// A decimal number ("0.7", "-1", "1e-3"); Float(_:) alone would also take hexadecimal
+/// ("0x10"), "nan" and "inf", which no one means on a command line.
+public func parseFloat(_ text: String, flag: String) throws(UsageError) -> Float {
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    guard isDecimalNumber(trimmed), let value = Float(trimmed), value.isFinite else {
+        throw UsageError("\(flag) expects a finite decimal number, got '\(text)'")
     }
     return value
 }
 
+/// Whether `text` is [+-] digits [. digits] [e [+-] digits], with at least one digit before the exponent.
+func isDecimalNumber(_ text: String) -> Bool {
+    var bytes = Substring(text).utf8[...]
+    func digits() -> Int {
+        let count = bytes.prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }.count
+        bytes = bytes.dropFirst(count)
+        return count
+    }
+    if bytes.first == UInt8(ascii: "+") || bytes.first == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+    var count = digits()
+    if bytes.first == UInt8(ascii: ".") {
+        bytes = bytes.dropFirst()
+        count += digits()
+    }
+    guard count > 0 else { return false }
+    if bytes.first == UInt8(ascii: "e") || bytes.first == UInt8(ascii: "E") {
+        bytes = bytes.dropFirst()
+        if bytes.first == UInt8(ascii: "+") || bytes.first == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+        guard digits() > 0 else { return false }
+    }
+    return bytes.isEmpty
+}
+
 /// Parses the whole command line (without the program name).
-func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocation {
+public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocation {
     switch arguments.first {
     case "logits": return try parseLogits(Array(arguments.dropFirst()))
     case "perplexity": return try parsePerplexity(Array(arguments.dropFirst()))
@@ -293,7 +321,7 @@ private func nonEmpty(_ text: String, flag: String) throws(UsageError) -> String
 }
 
 /// "1,403,407" → [1, 403, 407].
-func parseIDs(_ text: String, flag: String) throws(UsageError) -> [Int] {
+public func parseIDs(_ text: String, flag: String) throws(UsageError) -> [Int] {
     var ids: [Int] = []
     for part in text.split(separator: ",", omittingEmptySubsequences: false) {
         guard let id = Int(part.trimmingCharacters(in: .whitespaces)), id >= 0 else {
@@ -304,13 +332,13 @@ func parseIDs(_ text: String, flag: String) throws(UsageError) -> [Int] {
     return ids
 }
 
-func parseThreads(_ text: String, flag: String) throws(UsageError) -> Int {
+public func parseThreads(_ text: String, flag: String) throws(UsageError) -> Int {
     let n = try parseInt(text, flag: flag)
     guard n >= 1 && n <= 1024 else { throw UsageError("\(flag) must be between 1 and 1024, got \(n)") }
     return n
 }
 
-func parseBatchSize(_ text: String, flag: String) throws(UsageError) -> Int {
+public func parseBatchSize(_ text: String, flag: String) throws(UsageError) -> Int {
     let n = try parseInt(text, flag: flag)
     guard n >= 1 && n <= 4096 else { throw UsageError("\(flag) must be between 1 and 4096, got \(n)") }
     return n
@@ -336,7 +364,7 @@ private func parseLogits(_ arguments: [String]) throws(UsageError) -> Invocation
 }
 
 /// "K/N" with 0 ≤ K < N.
-func parseShard(_ text: String, flag: String) throws(UsageError) -> (index: Int, count: Int) {
+public func parseShard(_ text: String, flag: String) throws(UsageError) -> (index: Int, count: Int) {
     let parts = text.split(separator: "/", omittingEmptySubsequences: false)
     guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]), n >= 1, k >= 0, k < n else {
         throw UsageError("\(flag) expects K/N with 0 ≤ K < N, got '\(text)'")

@@ -4,6 +4,7 @@ import Glibc
 import Dispatch
 import Foundation
 import Quill
+import QuillCommandLine
 
 /// `quill --batch FILE`: one request per line in, one JSON object per line out, in input order.
 /// The input is streamed: each line is read when a sequence slot is free, and each result is

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Quill
+import QuillCommandLine
 
 /// `quill bench`: a llama-bench style table of prompt and generation speed. Ctrl-C stops within
 /// one forward block and prints the repetitions measured so far, with exit status 130.

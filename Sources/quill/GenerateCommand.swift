@@ -1,5 +1,6 @@
 import Foundation
 import Quill
+import QuillCommandLine
 
 /// The model to use: -m, else $QUILL_MODEL, else the model shipped in models/.
 func resolveModelPath(_ flag: String?) throws -> String {

@@ -1,5 +1,6 @@
 import Foundation
 import Quill
+import QuillCommandLine
 
 /// `quill info`: what a checkpoint is.
 func runInfo(_ o: InfoOptions) throws -> ExitStatus {

@@ -1,4 +1,5 @@
 import Quill
+import QuillCommandLine
 
 /// `quill logits`: prints {"tokens": [...], "logits": [[...], ...]}, one row per position.
 func runLogits(_ options: LogitsOptions) throws -> ExitStatus {

@@ -1,5 +1,6 @@
 import Foundation
 import Quill
+import QuillCommandLine
 
 /// `quill perplexity`: NLL per token, perplexity and bits per byte of a text or id sequence.
 /// Ctrl-C stops within one prefill block and prints the figures of the tokens scored so far,

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Quill
+import QuillCommandLine
 
 /// A prompt or input that cannot be read.
 struct InputError: Error, CustomStringConvertible {

@@ -1,5 +1,6 @@
 import Foundation
 import Quill
+import QuillCommandLine
 
 /// `quill quantize IN OUT`: writes OUT through a temporary file in OUT's folder, renamed into
 /// place only when complete (see ReplacementFile for what OUT may be).

@@ -1,5 +1,6 @@
 import Foundation
 import Quill
+import QuillCommandLine
 
 /// The tokenizer for tokenize/detokenize: -z, else the one beside -m (or the default model).
 private func tokenizerFor(_ o: TokenizeOptions) throws -> Tokenizer {

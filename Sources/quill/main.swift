@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Quill
+import QuillCommandLine
 
 /// Exit statuses: 0 success, 1 failure, 2 usage error, 130 interrupted by Ctrl-C.
 enum ExitStatus: Int32 {

@@ -1,0 +1,63 @@
+import Foundation
+import Quill
+import QuillCommandLine
+
+/// One fuzz target per parser of untrusted bytes. Each takes any bytes and must return
+/// normally: a thrown error is the right answer to bad input, while a crash, a trap, a hang or
+/// a sanitizer report is a defect. Properties that must hold for accepted input are checked
+/// with `require`, which traps (and so is reported) when they fail.
+enum FuzzTarget: String, CaseIterable {
+    case checkpoint, batchLine = "batch-line", json, arguments
+
+    func run(_ bytes: [UInt8]) {
+        switch self {
+        case .checkpoint: fuzzCheckpoint(bytes)
+        case .batchLine: fuzzBatchLine(bytes)
+        case .json: fuzzJSON(bytes)
+        case .arguments: fuzzArguments(bytes)
+        }
+    }
+}
+
+private func require(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition { fatalError("fuzz property failed: \(message())") }
+}
+
+/// llama2.c checkpoints (versions 0, 1, 2): header validation and layout; a model small enough
+/// is also run for two positions, so every view the header implies is read.
+private func fuzzCheckpoint(_ bytes: [UInt8]) {
+    guard let checkpoint = try? Checkpoint(bytes: bytes, path: "fuzz.bin") else { return }
+    let c = checkpoint.config
+    require(checkpoint.byteCount == bytes.count, "a loaded checkpoint covers the whole input")
+    guard c.parameterCount <= 1 << 20, c.hiddenDim <= 1 << 12, c.dim <= 1 << 10 else { return }
+    _ = checkpoint.firstNonFiniteWeight()
+    guard let transformer = try? Transformer(checkpoint: checkpoint, maxRows: 2, threads: 1,
+                                             cacheCapacity: min(2, c.contextLength)),
+          let cache = try? transformer.makeCache() else { return }
+    let tokens = Array([0, c.vocabSize - 1].prefix(transformer.cacheCapacity))
+    _ = transformer.prefill(tokens, startPosition: 0, cache: cache)
+}
+
+/// One line of a batch file: plain text or a JSON request.
+private func fuzzBatchLine(_ bytes: [UInt8]) {
+    guard let line = try? BatchRequestLine.parse(bytes, defaults: GenerationRequest(prompt: [])) else { return }
+    require((try? line.request.sampling.validate()) != nil, "accepted requests have valid sampling parameters")
+    require(!line.request.stopStrings.contains(""), "no empty stop string is accepted")
+}
+
+/// The strict JSON reader: whatever it accepts, it reads back identically from its own encoding.
+private func fuzzJSON(_ bytes: [UInt8]) {
+    guard let value = try? JSONParser.parse(bytes) else { return }
+    let again = try? JSONParser.parse(Array(value.encoded.utf8))
+    require(again == value, "encoding and parsing again gives the same value")
+}
+
+/// Command lines: NUL-separated arguments.
+private func fuzzArguments(_ bytes: [UInt8]) {
+    var arguments: [String] = []
+    for part in bytes.split(separator: 0, omittingEmptySubsequences: false) {
+        guard let text = String(validating: part, as: UTF8.self) else { return }  // quill refuses these before parsing
+        arguments.append(text)
+    }
+    _ = try? parseInvocation(arguments)
+}
