@@ -33,7 +33,7 @@ let package = Package(
         // The command line's grammar: flags into typed options, no I/O (a library so that the
         // fuzz target can drive it).
         .target(name: "QuillCommandLine"),
-        .executableTarget(name: "quill", dependencies: ["Quill", "QuillCommandLine"]),
+        .executableTarget(name: "quill", dependencies: ["Quill", "QuillKernels", "QuillCommandLine"]),
         // libFuzzer targets for every parser of untrusted bytes (see `make fuzz`). Built with
         // `-sanitize=fuzzer` it has no main of its own; built normally it replays files.
         .executableTarget(name: "quill-fuzz", dependencies: ["Quill", "QuillCommandLine"], path: "Sources/QuillFuzz"),

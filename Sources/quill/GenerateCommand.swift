@@ -1,5 +1,6 @@
 import Foundation
 import Quill
+import QuillKernels
 import QuillCommandLine
 
 /// The model to use: -m, else $QUILL_MODEL, else the model shipped in models/.
@@ -89,9 +90,15 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     try request.validate(for: config)
     // The KV cache holds what this run can reach: the prompt and -n new tokens, within the context.
     let capacity = options.maxNewTokens < 0 ? config.contextLength : min(config.contextLength, request.prompt.count + options.maxNewTokens)
-    let transformer = try model.makeTransformer(threads: options.threads ?? ModelLoader.physicalCoreCount(),
+    let transformer: Transformer
+    let generator: Generator
+    do {
+        transformer = try model.makeTransformer(threads: options.threads ?? ModelLoader.physicalCoreCount(),
                                                 maxRows: min(options.batchSize, request.prompt.count), cacheCapacity: capacity)
-    let generator = try Generator(transformer: transformer, tokenizer: tokenizer)
+        generator = try Generator(transformer: transformer, tokenizer: tokenizer)
+    } catch let error as AllocationError {
+        throw InputError("\(error); a smaller -n makes the KV cache smaller")
+    }
     let loadSeconds = seconds(since: start)
     if options.verbose {
         OutputStream.standardError.write(String(format: "load: %.1f ms (%@, %d threads, KV cache %d positions)\n",
