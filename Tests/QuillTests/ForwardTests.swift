@@ -160,6 +160,28 @@ final class ForwardTests: XCTestCase {
         }
     }
 
+    /// A KV cache sized to what a run reaches (prompt + -n) instead of the whole context gives the
+    /// same logits to the bit: only the cache's stride changes, not the arithmetic.
+    func testCacheSizedToTheRunGivesTheSameLogits() throws {
+        let checkpoint = try tinyCheckpoint()
+        let tokens = [1, 5, 9, 2, 30, 31, 7, 8, 40, 3]
+        let whole = try tokenByToken(try Transformer(checkpoint: checkpoint), tokens)
+        let sized = try Transformer(checkpoint: checkpoint, cacheCapacity: tokens.count)
+        XCTAssertEqual(sized.cacheCapacity, tokens.count)
+        XCTAssertEqual(try tokenByToken(sized, tokens), whole)
+        let block = try Transformer(checkpoint: checkpoint, maxRows: 4, cacheCapacity: tokens.count)
+        var prefilled: [[Float]] = []
+        block.prefill(tokens, startPosition: 0, cache: try block.makeCache()) { _, logits, offset in
+            prefilled.append(logits.array(offset: offset, length: checkpoint.config.vocabSize))
+        }
+        let blockWhole = try Transformer(checkpoint: checkpoint, maxRows: 4)
+        var expected: [[Float]] = []
+        blockWhole.prefill(tokens, startPosition: 0, cache: try blockWhole.makeCache()) { _, logits, offset in
+            expected.append(logits.array(offset: offset, length: checkpoint.config.vocabSize))
+        }
+        XCTAssertEqual(prefilled, expected)
+    }
+
     func testSequencesDecodedTogetherEqualEachAlone() throws {
         let checkpoint = try tinyCheckpoint()
         let sequences = [[1, 4, 9, 16, 25], [1, 60, 61], [1, 2, 3, 4, 5, 6, 7]]

@@ -56,6 +56,25 @@ final class PerplexityTests: XCTestCase {
         }
     }
 
+    /// Ctrl-C: scoring stops before the next prefill block and returns what was scored, marked
+    /// incomplete, and those scores are the same as in a full run.
+    func testStoppingReturnsThePartialScoresOfWholeBlocks() throws {
+        let checkpoint = try Checkpoint(path: try RandomWeights(config: .tinyGQA, seed: 2).write(to: try temporaryFolder(self)))
+        let tokens = (0..<100).map { ($0 * 37 + 11) % 67 }
+        let full = try Perplexity.evaluate(tokens, transformer: try Transformer(checkpoint: checkpoint, maxRows: 8),
+                                           stride: 15, keepPerToken: true)
+        XCTAssertTrue(full.complete)
+        var checks = 0
+        let partial = try Perplexity.evaluate(tokens, transformer: try Transformer(checkpoint: checkpoint, maxRows: 8),
+                                              stride: 15, keepPerToken: true, shouldStop: {
+                                                  checks += 1
+                                                  return checks > 3  // three blocks of 8 rows, then stop
+                                              })
+        XCTAssertFalse(partial.complete)
+        XCTAssertEqual(partial.scored, 24, "positions 0..<24 of the first window predict tokens 1...24")
+        XCTAssertEqual(partial.perToken.map(\.logProbability), Array(full.perToken.prefix(24).map(\.logProbability)))
+    }
+
     func testRejectsTooShortAndOutOfVocabulary() throws {
         let checkpoint = try Checkpoint(path: try RandomWeights(config: .tinyGQA, seed: 2).write(to: try temporaryFolder(self)))
         let transformer = try Transformer(checkpoint: checkpoint)
