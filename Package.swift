@@ -22,12 +22,11 @@ let package = Package(
         // from libblas-dev's <cblas.h>.
         .target(
             name: "CQuillKernels", path: "Sources/CQuillKernels",
-            cSettings: [.unsafeFlags(["-O3"])], linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]
         ),
         .target(
             name: "QuillKernels",
-            dependencies: ["CQuillKernels"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+            dependencies: ["CQuillKernels"]
         ),
         .target(name: "Quill", dependencies: ["QuillKernels", "CSentencePiece"]),
         // The command line's grammar: flags into typed options, no I/O (a library so that the

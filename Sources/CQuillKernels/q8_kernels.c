@@ -239,14 +239,13 @@ static void q8_batch_vnni32(const int8_t *w, const float *ws, const int8_t *x, c
                             int rows, int cols, int row_begin, int row_end, float *y) {
     switch (batch) {
 #define CASE(B) case B: q8_batch_rows32(w, ws, x, xs, B, rows, cols, row_begin, row_end, y); break;
-        CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9)
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9)
         CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
 #undef CASE
-        default:  // more rows than the kernels unroll for (callers send at most 16)
-            for (int b = 0; b < batch; ++b)
-                for (int r = row_begin; r < row_end; ++r)
-                    y[(size_t)b * rows + r] = dot_vnni256(w + (size_t)r * cols, ws + (size_t)r * (cols / 32),
-                                                          x + (size_t)b * cols, xs + (size_t)b * (cols / 32), cols, 32);
+        default:  // more rows than the kernels unroll for: groups of 16, each row's sums unchanged
+            for (int b = 0; b < batch; b += 16)
+                q8_batch_vnni32(w, ws, x + (size_t)b * cols, xs + (size_t)b * (cols / 32), batch - b < 16 ? batch - b : 16,
+                                rows, cols, row_begin, row_end, y + (size_t)b * rows);
     }
 }
 
@@ -255,14 +254,13 @@ static void q8_batch_avx512vnni(const int8_t *w, const float *ws, const int8_t *
                                 int rows, int cols, int group, int row_begin, int row_end, float *y) {
     switch (batch) {
 #define CASE(B) case B: q8_batch_rows(w, ws, x, xs, B, rows, cols, group, row_begin, row_end, y); break;
-        CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9)
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9)
         CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
 #undef CASE
-        default:  // more rows than the kernels unroll for (callers send at most 16)
-            for (int b = 0; b < batch; ++b)
-                for (int r = row_begin; r < row_end; ++r)
-                    y[(size_t)b * rows + r] = dot_avx512vnni(w + (size_t)r * cols, ws + (size_t)r * (cols / group),
-                                                             x + (size_t)b * cols, xs + (size_t)b * (cols / group), cols, group);
+        default:  // more rows than the kernels unroll for: groups of 16, each row's sums unchanged
+            for (int b = 0; b < batch; b += 16)
+                q8_batch_avx512vnni(w, ws, x + (size_t)b * cols, xs + (size_t)b * (cols / group), batch - b < 16 ? batch - b : 16,
+                                    rows, cols, group, row_begin, row_end, y + (size_t)b * rows);
     }
 }
 #endif
@@ -282,11 +280,16 @@ void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const fl
     }
     const int groups = cols / group;
 #if defined(__x86_64__)
+    // The batch kernels give each row exactly the sums the one-row path gives it (the same vector
+    // steps, scale products, accumulation order and final reduction), so a row's result does not
+    // depend on how many rows share the call. dot_avx512vnni already is the one-row form of
+    // q8_batch_rows; dot_vnni256 is not the one-row form of q8_batch_rows32 (it sums 256-bit
+    // halves), so groups of 32 take the batch kernel for one row too.
     if (batch > 1 && dot == dot_avx512vnni) {
         q8_batch_avx512vnni(w, w_scales, x, x_scales, batch, rows, cols, group, row_begin, row_end, y);
         return;
     }
-    if (batch > 1 && dot == dot_vnni256 && group == 32) {
+    if (dot == dot_vnni256 && group == 32) {
         q8_batch_vnni32(w, w_scales, x, x_scales, batch, rows, cols, row_begin, row_end, y);
         return;
     }
@@ -301,6 +304,11 @@ void q8_matmul(const int8_t *w, const float *w_scales, const int8_t *x, const fl
     }
 }
 
+// Float32 products for a few rows. Every output element Y[b][r] is one accumulator vector per
+// (b, r) fed in column order (16 or 8 columns per step, a masked tail), then one fixed
+// horizontal sum; how many rows share a call or a pass only changes which elements are computed
+// side by side, never the arithmetic of one element. So a row gets the same bits alone or in a
+// batch of any size, and whatever weight rows a thread's chunk holds.
 #if defined(__x86_64__)
 // Always inlined with a constant `batch` (see the switch below), so the accumulators live in
 // registers instead of a stack array.
@@ -371,18 +379,135 @@ static void f32_small_avx512(const float *w, const float *x, int batch, int rows
 #undef CASE
     }
 }
+
+// The same with 256-bit vectors (AVX2 and FMA), 16 registers: two weight rows per pass up to 6
+// inputs.
+__attribute__((target("avx2,fma"), always_inline))
+static inline void f32_small_rows_avx2(const float *w, const float *x, const int batch, int rows, int cols,
+                                       int row_begin, int row_end, float *y) {
+    const int vector_cols = cols & ~7;
+    const int left = cols - vector_cols;
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    int r = row_begin;
+    if (batch <= 6) {
+        for (; r + 1 < row_end; r += 2) {
+            const float *w0 = w + (size_t)r * cols, *w1 = w0 + cols;
+            __m256 a0[6], a1[6];
+            for (int b = 0; b < batch; ++b) a0[b] = a1[b] = _mm256_setzero_ps();
+            for (int i = 0; i < vector_cols; i += 8) {
+                if ((i & 15) == 0) {
+                    _mm_prefetch((const char *)(w0 + 8 * cols + i), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(w1 + 8 * cols + i), _MM_HINT_T0);
+                }
+                const __m256 v0 = _mm256_loadu_ps(w0 + i), v1 = _mm256_loadu_ps(w1 + i);
+                for (int b = 0; b < batch; ++b) {
+                    const __m256 xv = _mm256_loadu_ps(x + (size_t)b * cols + i);
+                    a0[b] = _mm256_fmadd_ps(v0, xv, a0[b]);
+                    a1[b] = _mm256_fmadd_ps(v1, xv, a1[b]);
+                }
+            }
+            if (left) {
+                const __m256 v0 = _mm256_maskload_ps(w0 + vector_cols, tail);
+                const __m256 v1 = _mm256_maskload_ps(w1 + vector_cols, tail);
+                for (int b = 0; b < batch; ++b) {
+                    const __m256 xv = _mm256_maskload_ps(x + (size_t)b * cols + vector_cols, tail);
+                    a0[b] = _mm256_fmadd_ps(v0, xv, a0[b]);
+                    a1[b] = _mm256_fmadd_ps(v1, xv, a1[b]);
+                }
+            }
+            for (int b = 0; b < batch; ++b) {
+                y[(size_t)b * rows + r] = horizontal_sum256(a0[b]);
+                y[(size_t)b * rows + r + 1] = horizontal_sum256(a1[b]);
+            }
+        }
+    }
+    for (; r < row_end; ++r) {
+        const float *wr = w + (size_t)r * cols;
+        __m256 acc[16];
+        for (int b = 0; b < batch; ++b) acc[b] = _mm256_setzero_ps();
+        for (int i = 0; i < vector_cols; i += 8) {
+            if ((i & 15) == 0) _mm_prefetch((const char *)(wr + 4 * cols + i), _MM_HINT_T0);
+            const __m256 wv = _mm256_loadu_ps(wr + i);
+            for (int b = 0; b < batch; ++b)
+                acc[b] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)b * cols + i), acc[b]);
+        }
+        if (left) {
+            const __m256 wv = _mm256_maskload_ps(wr + vector_cols, tail);
+            for (int b = 0; b < batch; ++b)
+                acc[b] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + (size_t)b * cols + vector_cols, tail), acc[b]);
+        }
+        for (int b = 0; b < batch; ++b) y[(size_t)b * rows + r] = horizontal_sum256(acc[b]);
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void f32_small_avx2(const float *w, const float *x, int batch, int rows, int cols,
+                           int row_begin, int row_end, float *y) {
+    switch (batch) {
+#define CASE(B) case B: f32_small_rows_avx2(w, x, B, rows, cols, row_begin, row_end, y); break;
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+        CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
+#undef CASE
+    }
+}
 #endif
 
-int f32_matmul_small(const float *w, const float *x, int batch, int rows, int cols,
-                     int row_begin, int row_end, float *y) {
-#if defined(__x86_64__)
-    static int has_avx512 = -1;
-    if (has_avx512 < 0) {
-        __builtin_cpu_init();
-        has_avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+// Portable: eight running sums per element, each fed every eighth column, added pairwise at the end.
+static void f32_small_portable(const float *w, const float *x, int batch, int rows, int cols,
+                               int row_begin, int row_end, float *y) {
+    for (int r = row_begin; r < row_end; ++r) {
+        const float *wr = w + (size_t)r * cols;
+        for (int b = 0; b < batch; ++b) {
+            const float *xb = x + (size_t)b * cols;
+            float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int i = 0; i < cols; ++i) lane[i & 7] += wr[i] * xb[i];
+            y[(size_t)b * rows + r] = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+        }
     }
-    if (has_avx512 && batch >= 1 && batch <= 16) {
-        f32_small_avx512(w, x, batch, rows, cols, row_begin, row_end, y);
+}
+
+typedef void (*f32_fn)(const float *, const float *, int, int, int, int, int, float *);
+static f32_fn f32_chosen = 0;  // racing threads choose the same
+
+static f32_fn f32_choose(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return f32_small_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return f32_small_avx2;
+#endif
+    return f32_small_portable;
+}
+
+void f32_matmul_small(const float *w, const float *x, int batch, int rows, int cols,
+                      int row_begin, int row_end, float *y) {
+    if (!f32_chosen) f32_chosen = f32_choose();
+    for (int b = 0; b < batch; b += 16)  // the kernels unroll for up to 16 rows
+        f32_chosen(w, x + (size_t)b * cols, batch - b < 16 ? batch - b : 16, rows, cols, row_begin, row_end,
+                   y + (size_t)b * rows);
+}
+
+const char *f32_kernel_name(void) {
+    if (!f32_chosen) f32_chosen = f32_choose();
+#if defined(__x86_64__)
+    if (f32_chosen == f32_small_avx512) return "avx512";
+    if (f32_chosen == f32_small_avx2) return "avx2";
+#endif
+    return "portable";
+}
+
+int f32_kernel_vectorised(void) {
+    if (!f32_chosen) f32_chosen = f32_choose();
+    return f32_chosen != f32_small_portable;
+}
+
+int f32_force_kernel(const char *name) {
+    if (strcmp(name, "auto") == 0) { f32_chosen = f32_choose(); return 1; }
+    if (strcmp(name, "portable") == 0) { f32_chosen = f32_small_portable; return 1; }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (strcmp(name, "avx512") == 0 && __builtin_cpu_supports("avx512f")) { f32_chosen = f32_small_avx512; return 1; }
+    if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        f32_chosen = f32_small_avx2;
         return 1;
     }
 #endif

@@ -11,12 +11,20 @@ public enum Kernels {
     /// the blocked products of gemm_kernels.h (or sgemm without AVX-512), which read each weight
     /// once for the whole block. Int8 weights and blocked products need `scratch`.
     /// With a `pool`, the weight rows are split into chunks computed in parallel.
+    ///
+    /// `independentRows`: every output row is computed exactly (to the bit) as it would be if
+    /// its input row were passed alone with `rows: 1`, whatever `n`, the pool and its chunks.
+    /// Any number of rows then streams the weights, 16 rows at a time (never the blocked products,
+    /// sgemm, or float activations for int8 weights), so it is for decoding, where a sequence's
+    /// tokens must not depend on which others share its step. Int8 weights quantize all `n`
+    /// input rows into `scratch`, which needs room for n rows.
     public static func matmul(
         _ w: WeightMatrix, input x: FloatBuffer, inputOffset: Int = 0, rows n: Int,
-        output y: FloatBuffer, outputOffset: Int = 0, scratch: MatmulScratch? = nil, pool: WorkerPool? = nil
+        output y: FloatBuffer, outputOffset: Int = 0, scratch: MatmulScratch? = nil, pool: WorkerPool? = nil,
+        independentRows: Bool = false
     ) {
         fusedMatmul(Products(MatmulTarget(w, y, outputOffset)), input: x, inputOffset: inputOffset, rows: n,
-                    scratch: scratch, pool: pool)
+                    scratch: scratch, pool: pool, independentRows: independentRows)
     }
 
     /// A product's weights and where its output goes.
@@ -66,14 +74,16 @@ public enum Kernels {
     }
 
     /// Several products of the same input (q, k, v; or gate and up) in one parallel region:
-    /// Y_i (n, W_i.rows) = X (n, cols) · W_iᵀ for each target.
+    /// Y_i (n, W_i.rows) = X (n, cols) · W_iᵀ for each target. `independentRows` as in `matmul`.
     public static func fusedMatmul(
         _ products: Products, input x: FloatBuffer, inputOffset: Int = 0, rows n: Int,
-        scratch: MatmulScratch? = nil, pool: WorkerPool? = nil
+        scratch: MatmulScratch? = nil, pool: WorkerPool? = nil, independentRows: Bool = false
     ) {
         precondition(n >= 1, "matmul needs at least one row")
         let cols = products.a.weights.cols
         precondition(inputOffset >= 0 && inputOffset + n * cols <= x.count, "matmul input out of bounds")
+        // Streaming: the weights are read once per call, each row against every input row.
+        let streaming = n <= smallBatch || independentRows
         var quantizedInput = false
         for i in 0..<products.count {
             let (w, y, offset) = (products[i].weights, products[i].output, products[i].offset)
@@ -82,7 +92,7 @@ public enum Kernels {
             if case .q8(_, _, let groupSize) = w.storage {
                 guard let scratch else { preconditionFailure("int8 weights need a MatmulScratch") }
                 // Larger blocks multiply float activations by dequantized weights instead.
-                if !quantizedInput && n <= smallBatch {
+                if !quantizedInput && streaming {
                     QuantizedKernels.quantizeInput(x.pointer + inputOffset, rows: n, cols: cols, groupSize: groupSize, scratch: scratch)
                     quantizedInput = true
                 }
@@ -92,7 +102,7 @@ public enum Kernels {
         var totalRows = 0
         for i in 0..<products.count { totalRows += products[i].weights.rows }
         let xp = UnsafePointer(x.pointer + inputOffset)
-        if n > smallBatch, gemm_available() != 0, let scratch, n <= scratch.maxRows, cols <= scratch.maxCols,
+        if !streaming, gemm_available() != 0, let scratch, n <= scratch.maxRows, cols <= scratch.maxCols,
            workers <= scratch.workers {
             blockedProducts(products, input: xp, rows: n, cols: cols, totalRows: totalRows, scratch: scratch, pool: pool)
             return
@@ -102,7 +112,7 @@ public enum Kernels {
         // More rows (compute-bound sgemm, which repacks its inputs per call): two per worker.
         let rowBytes = max(1, cols * bytesPerWeight(products.a.weights))
         var chunkRows: Int
-        if n <= smallBatch {
+        if streaming {
             chunkRows = max((1 << 16) / rowBytes, (totalRows + 4 * workers - 1) / (4 * workers))
             // A few rows are memory-bound too: each chunk's weights are reused from L2 for every row.
             if n > 1 { chunkRows = min(chunkRows, max(16, (1 << 18) / rowBytes)) }
@@ -117,7 +127,7 @@ public enum Kernels {
             let (i, range) = products.locate(chunk: chunk, rowsPerChunk: chunkRows)
             let target = products[i]
             product(target.weights, input: work.value, rows: n, rowRange: range, output: target.output.pointer + target.offset,
-                    scratch: scratch, worker: worker)
+                    streaming: streaming, independentRows: independentRows, scratch: scratch, worker: worker)
         }
         if let pool, workers > 1, totalRows * cols * n >= 1 << 15 {
             pool.run(chunks: chunks, body)
@@ -179,7 +189,15 @@ public enum Kernels {
     @discardableResult
     public static func setVectorActivations(enabled: Bool) -> Bool { activations_force_vector(enabled ? 1 : 0) != 0 }
 
-    /// Up to this many rows, float32 products run as one sgemv per row (see `product`).
+    /// The name of the float32 streaming path ("avx512", "avx2", "portable"; see `product`).
+    public static var floatKernelName: String { String(cString: f32_kernel_name()) }
+
+    /// Selects the float32 streaming path by name ("portable", "avx2", "avx512", "auto"); false
+    /// when this CPU cannot run it. For tests and benchmarks that compare the paths.
+    @discardableResult
+    public static func forceFloatKernel(_ name: String) -> Bool { f32_force_kernel(name) != 0 }
+
+    /// Up to this many rows, products stream the weights (see `product`).
     static let smallBatch = 16
 
     private static func bytesPerWeight(_ w: WeightMatrix) -> Int {
@@ -190,18 +208,22 @@ public enum Kernels {
     /// Y[:, rowRange] for one weight matrix; Y is (n, W.rows) row-major.
     private static func product(
         _ w: WeightMatrix, input xp: UnsafePointer<Float>, rows n: Int, rowRange: Range<Int>,
-        output yp: UnsafeMutablePointer<Float>, scratch: MatmulScratch?, worker: Int
+        output yp: UnsafeMutablePointer<Float>, streaming: Bool, independentRows: Bool, scratch: MatmulScratch?, worker: Int
     ) {
         let m = Int32(rowRange.count), k = Int32(w.cols), ldy = Int32(w.rows)
         switch w.storage {
         case .float32(let weights):
             let wp = weights.pointer + rowRange.lowerBound * w.cols
-            if n <= smallBatch {
-                // A few rows: sgemm would copy (pack) the weights, so stream them once instead —
-                // with the AVX-512 kernel that reuses each loaded weight for all rows, else with
-                // one sgemv per row (W[rows] (m, in) · x_b (in) → y_b[rows]) reading them from L2.
-                if n > 1 && f32_matmul_small(wp - rowRange.lowerBound * w.cols, xp, Int32(n), Int32(w.rows), k,
-                                             Int32(rowRange.lowerBound), Int32(rowRange.upperBound), yp) != 0 {
+            if streaming {
+                // A few rows: sgemm would copy (pack) the weights, so stream them once instead,
+                // with Quill's kernel that reuses each loaded weight for all rows and computes a
+                // row the same way alone or in a batch (and in any chunk: sgemv's rounding
+                // depends on where the chunk starts). Only without AVX2, and for rows that need
+                // not be independent, OpenBLAS's sgemv per row (W[rows] (m, in) · x_b (in) →
+                // y_b[rows]) replaces the portable loop.
+                if independentRows || f32_kernel_vectorised() != 0 {
+                    f32_matmul_small(weights.pointer, xp, Int32(n), Int32(w.rows), k,
+                                     Int32(rowRange.lowerBound), Int32(rowRange.upperBound), yp)
                     return
                 }
                 for b in 0..<n {
@@ -212,7 +234,7 @@ public enum Kernels {
                 quill_sgemm(1, Int32(n), m, k, 1,
                             xp, k, wp, k, 0, yp + rowRange.lowerBound, ldy)
             }
-        case .q8(let values, let scales, let groupSize) where n > smallBatch:
+        case .q8(let values, let scales, let groupSize) where !streaming:
             // A prefill block: int8 dot products have no blocking for reuse, so dequantize this
             // chunk's rows (at most `dequantizedRows`) into the worker's buffer and use sgemm.
             let buffer = scratch!.dequantized + worker * MatmulScratch.dequantizedRows * w.cols
