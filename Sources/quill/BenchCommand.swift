@@ -124,7 +124,8 @@ private func benchRandomShape(_ o: BenchOptions, threads: Int) throws -> ExitSta
     let (handle, path) = try unlinkedTemporaryFile()
     defer { try? handle.close() }
     do {
-        try Benchmark.writeRandomCheckpoint(config: config, format: o.quantize ? .version2(groupSize: 64) : .version1,
+        let format: CheckpointFormat = o.quantize ? .version2(groupSize: Quantizer.defaultGroupSize(for: config)) : .version1
+        try Benchmark.writeRandomCheckpoint(config: config, format: format,
                                             to: handle, shouldStop: interrupted)
     } catch is CancellationError {
         return .interrupted

@@ -100,7 +100,7 @@ public final class Transformer {
         cacheOf[0] = 0
         setCaches(single: cache)
         run(rows: 1, blockStart: nil)
-        computeLogits(rows: 0..<1)
+        computeLogits(rows: 0..<1, decoding: true)
         return logits
     }
 
@@ -140,7 +140,7 @@ public final class Transformer {
                 // Logits in chunks of maxLogitRows rows; the chunk holding the last row is computed last.
                 for first in stride(from: 0, to: n, by: maxLogitRows) {
                     let rows = first..<min(n, first + maxLogitRows)
-                    computeLogits(rows: rows)
+                    computeLogits(rows: rows, decoding: false)
                     for r in rows { everyPosition(start + r, logits, (r - first) * config.vocabSize) }
                 }
                 if isLast {
@@ -148,7 +148,7 @@ public final class Transformer {
                     logits.copy(offset: lastRow * config.vocabSize, length: config.vocabSize, to: logits, at: 0)
                 }
             } else if isLast {
-                computeLogits(rows: n - 1..<n)
+                computeLogits(rows: n - 1..<n, decoding: false)
             }
             start += n
             processed?(start)
@@ -172,7 +172,7 @@ public final class Transformer {
             valueCaches.append(caches[r].values)
         }
         run(rows: n, blockStart: nil)
-        computeLogits(rows: 0..<n)
+        computeLogits(rows: 0..<n, decoding: true)
         return logits
     }
 
@@ -188,6 +188,10 @@ public final class Transformer {
     /// of the first cache (a prefill block), which lets attention run as matrix products.
     private func run(rows n: Int, blockStart: Int?) {
         let c = config
+        // Decoding (no block): each row is its own sequence, so each row's products must not
+        // depend on how many sequences share the step (a request gives the same text alone or
+        // in a batch of any size).
+        let independent = blockStart == nil
         let dim = c.dim, kvDim = c.kvDim, hidden = c.hiddenDim
         for r in 0..<n {
             precondition(tokens[r] >= 0 && tokens[r] < c.vocabSize, "token \(tokens[r]) outside the vocabulary")
@@ -199,7 +203,7 @@ public final class Transformer {
             Kernels.rmsnorm(input: x, weight: layer.attentionNorm, rows: n, dim: dim, output: xb)
             // q (n, dim), k (n, kvDim), v (n, kvDim) = xb (n, dim) · (wq, wk, wv)ᵀ in one parallel region.
             Kernels.fusedMatmul(.init(.init(layer.wq, q), .init(layer.wk, k), .init(layer.wv, v)),
-                                input: xb, rows: n, scratch: matmulScratch, pool: pool)
+                                input: xb, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
             Kernels.rope(q, rows: n, width: dim, positions: positions, table: rope)
             Kernels.rope(k, rows: n, width: kvDim, positions: positions, table: rope)
             let layerOffset = l * cacheCapacity * kvDim
@@ -219,28 +223,33 @@ public final class Transformer {
                     cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
                     contextLength: cacheCapacity, scores: scores, output: attention, pool: pool)
             }
-            Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: matmulScratch, pool: pool)  // (n, dim) → (n, dim)
+            Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: matmulScratch, pool: pool,
+                           independentRows: independent)  // (n, dim) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
 
             // Feed-forward block: x += w2 · (silu(w1 · h) ⊙ (w3 · h)), h = rmsnorm(x).
             Kernels.rmsnorm(input: x, weight: layer.ffnNorm, rows: n, dim: dim, output: xb)
             // gate hb (n, hidden), up hb2 (n, hidden) = xb · (w1, w3)ᵀ in one parallel region.
             Kernels.fusedMatmul(.init(.init(layer.w1, hb), .init(layer.w3, hb2)),
-                                input: xb, rows: n, scratch: matmulScratch, pool: pool)
+                                input: xb, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
             Kernels.swiglu(gate: hb, up: hb2, count: n * hidden, pool: pool)
-            Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: matmulScratch, pool: pool)   // (n, hidden) → (n, dim)
+            Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: matmulScratch, pool: pool,
+                           independentRows: independent)   // (n, hidden) → (n, dim)
             Kernels.add(xb, into: x, count: n * dim)
         }
     }
 
     /// Final norm and classifier for `rows` of the last `run` (at most maxLogitRows), written to
     /// the start of `logits` one row after another. Rows whose logits nobody wants skip this.
-    private func computeLogits(rows: Range<Int>) {
+    /// `decoding`: rows are separate sequences (see `run`), so the classifier must give each row
+    /// the result it would have alone.
+    private func computeLogits(rows: Range<Int>, decoding: Bool) {
         precondition(rows.count <= maxLogitRows, "too many logit rows at once")
         let dim = config.dim
         let first = rows.lowerBound, count = rows.count
         x.copy(offset: first * dim, length: count * dim, to: xb, at: 0)
         Kernels.rmsnorm(input: xb, weight: checkpoint.finalNorm, rows: count, dim: dim, output: q)
-        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits, scratch: matmulScratch, pool: pool)  // (count, dim) → (count, vocab)
+        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits, scratch: matmulScratch, pool: pool,
+                       independentRows: decoding)  // (count, dim) → (count, vocab)
     }
 }
