@@ -12,9 +12,16 @@ void q8_quantize(const float *x, int n, int group, int8_t *q, float *scales) {
     for (int g = 0; g < n / group; ++g) {
         const float *xg = x + (size_t)g * group;
         float largest = 0;
-        for (int i = 0; i < group; ++i) largest = fmaxf(largest, fabsf(xg[i]));
-        const float scale = largest / 127.0f;
-        const float inverse = scale > 0 ? 1.0f / scale : 0.0f;
+        int finite = 1;
+        for (int i = 0; i < group; ++i) {
+            largest = fmaxf(largest, fabsf(xg[i]));
+            finite &= isfinite(xg[i]) != 0;
+        }
+        // A NaN or infinite activation has no int8 form: a NaN scale carries it into every
+        // product of the group, so the logits show it (fmaxf alone would skip a NaN, and the
+        // group would quietly read as zeros).
+        const float scale = finite ? largest / 127.0f : NAN;
+        const float inverse = finite && scale > 0 ? 1.0f / scale : 0.0f;
         scales[g] = scale;
         for (int i = 0; i < group; ++i) q[(size_t)g * group + i] = (int8_t)lrintf(xg[i] * inverse);
     }

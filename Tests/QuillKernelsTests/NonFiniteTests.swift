@@ -37,4 +37,31 @@ final class NonFiniteTests: XCTestCase {
             }
         }
     }
+
+    /// An int8 product whose input holds a NaN gives NaN in every output of that row, on every
+    /// int8 path (quantizing the activations used to turn the NaN's group into zeros).
+    func testInt8ProductsCarryNaNInputsIntoTheirOutputs() {
+        let rows = 8, cols = 64
+        let values = (0..<rows * cols).map { Int8(truncatingIfNeeded: $0 * 37 % 255 - 127) }
+        for groupSize in [32, 64] {
+            let w = WeightMatrix(rows: rows, cols: cols, storage: .q8(
+                values: Int8Buffer(values).view,
+                scales: FloatView(FloatBuffer([Float](repeating: 0.01, count: rows * cols / groupSize))), groupSize: groupSize))
+            defer { forceQuantizedKernel("auto") }
+            for kernel in ["portable", "avx2", "vnni256", "avx512vnni"] where forceQuantizedKernel(kernel) {
+                for n in [1, 3, 20] {
+                    var x = (0..<n * cols).map { Float($0 % 7) - 3 }
+                    x[cols + 5 < x.count ? cols + 5 : 5] = .nan  // row 1 (row 0 when n = 1)
+                    let nanRow = n > 1 ? 1 : 0
+                    let y = FloatBuffer(count: n * rows)
+                    Kernels.matmul(w, input: FloatBuffer(x), rows: n, output: y,
+                                   scratch: MatmulScratch(maxRows: n, maxCols: cols), independentRows: true)
+                    for r in 0..<rows {
+                        XCTAssertTrue(y[nanRow * rows + r].isNaN, "\(kernel), group \(groupSize), n \(n), output \(r)")
+                    }
+                    if n > 1 { XCTAssertNil(Kernels.firstNonFinite(y, count: rows), "row 0 has no NaN input") }
+                }
+            }
+        }
+    }
 }
