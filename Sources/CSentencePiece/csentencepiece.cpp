@@ -4,6 +4,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -25,23 +26,34 @@ static int fail(int code, const std::string &message) {
 
 extern "C" const char *spm_last_error(void) { return last_error.c_str(); }
 
-extern "C" int spm_load(const char *path, spm_processor **out) {
+extern "C" int spm_load_from_bytes(const void *bytes, size_t length, spm_processor **out) {
     *out = nullptr;
+    // protobuf takes an int size; a model is far smaller than 2 GiB anyway.
+    if (length > static_cast<size_t>(INT32_MAX)) return fail(SPM_ERROR, "model larger than 2 GiB");
+    if (bytes == nullptr && length > 0) return fail(SPM_ERROR, "no bytes");
+    spm_processor *p = nullptr;
     try {
-        auto *p = new spm_processor();
-        const auto status = p->processor.Load(path);
+        p = new spm_processor();
+        const auto status = p->processor.LoadFromSerializedProto(
+            absl::string_view(static_cast<const char *>(bytes), length));
         if (!status.ok()) {
             delete p;
             return fail(SPM_ERROR, status.ToString());
         }
         const int n = p->processor.GetPieceSize();
+        if (n <= 0) {
+            delete p;
+            return fail(SPM_ERROR, "the model has no pieces");
+        }
         p->pieces.reserve(n);
         for (int id = 0; id < n; ++id) p->pieces.push_back(p->processor.IdToPiece(id));
         *out = p;
         return SPM_OK;
     } catch (const std::exception &e) {
+        delete p;
         return fail(SPM_INTERNAL, e.what());
     } catch (...) {
+        delete p;
         return fail(SPM_INTERNAL, "unknown C++ exception");
     }
 }
@@ -76,6 +88,7 @@ extern "C" int spm_encode(const spm_processor *p, const char *text, size_t lengt
 }
 
 extern "C" void spm_free_ids(int32_t *ids) { std::free(ids); }
+
 
 static bool in_range(const spm_processor *p, int id) {
     return id >= 0 && static_cast<size_t>(id) < p->pieces.size();

@@ -98,3 +98,99 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(Tokenizer.defaultPath(forCheckpoint: model), folder.appendingPathComponent("story.model").path)
     }
 }
+
+/// The reliability issue's tokenizer items (11, 13, 16, 19).
+extension TokenizerTests {
+    static let shippedModel = TestPaths.repositoryRoot.appendingPathComponent("models/tinystories.model").path
+
+    /// The shipped model with a TrainerSpec appended that names an absent BOS piece and sets
+    /// bos_id = -1: protobuf merges a repeated embedded message into the first, so this is the
+    /// model as if trained with `bos_id=-1` (SentencePiece finds BOS by its piece, and there is none).
+    static func modelWithoutBOS() throws -> [UInt8] {
+        let original = Array(try Data(contentsOf: URL(fileURLWithPath: shippedModel)))
+        let bosPiece: [UInt8] = [0xF2, 0x02, 7] + Array("<nobos>".utf8)  // field 46, length-delimited
+        let bosID: [UInt8] = [0xC8, 0x02] + [UInt8](repeating: 0xFF, count: 9) + [0x01]  // field 41 = -1
+        let trainerSpec = bosPiece + bosID
+        return original + [0x12, UInt8(trainerSpec.count)] + trainerSpec  // field 2 of ModelProto
+    }
+
+    // Item 11: a FIFO must not block, and nothing but a regular file is read.
+    func testFIFODeviceAndDirectoryAreRefusedWithoutBlocking() throws {
+        let folder = try temporaryFolder(self)
+        let fifo = folder.appendingPathComponent("fifo.model").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var message = ""
+        Thread.detachNewThread {
+            do { _ = try Tokenizer(path: fifo) } catch { message = "\(error)" }
+            done.signal()
+        }
+        if done.wait(timeout: .now() + 10) == .timedOut {
+            // Unblock the reader that is stuck in open() so the test process can finish.
+            let writer = open(fifo, O_WRONLY | O_NONBLOCK)
+            if writer >= 0 { close(writer) }
+            _ = done.wait(timeout: .now() + 10)
+            // A reader that blocks on a FIFO would also read /dev/zero until memory runs out.
+            return XCTFail("loading a FIFO as tokenizer blocks")
+        }
+        XCTAssertEqual(message, "\(fifo): not a regular file")
+        XCTAssertThrowsError(try Tokenizer(path: "/dev/zero")) { XCTAssertEqual("\($0)", "/dev/zero: not a regular file") }
+        XCTAssertThrowsError(try Tokenizer(path: folder.path)) { XCTAssertEqual("\($0)", "\(folder.path): not a regular file") }
+    }
+
+    func testOversizedModelFileIsRefusedBeforeReading() throws {
+        let folder = try temporaryFolder(self)
+        let big = folder.appendingPathComponent("big.model")
+        FileManager.default.createFile(atPath: big.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: big)
+        try handle.truncate(atOffset: 300 << 20)  // sparse: no disk space used
+        try handle.close()
+        XCTAssertThrowsError(try Tokenizer(path: big.path)) {
+            XCTAssertEqual("\($0)", "\(big.path): file is 314,572,800 bytes; a tokenizer model larger than 256 MiB is refused")
+        }
+    }
+
+    func testSerializedModelLoadsLikeTheFileAndNeverCrashesOnGarbage() throws {
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: Self.shippedModel)))
+        let fromFile = try Tokenizer(path: Self.shippedModel)
+        let fromBytes = try Tokenizer(serializedModel: bytes, name: "in-memory")
+        XCTAssertEqual(fromBytes.path, "in-memory")
+        XCTAssertEqual(fromBytes.vocabSize, fromFile.vocabSize)
+        XCTAssertEqual(try fromBytes.encode("Once upon a time, Lily ran."), try fromFile.encode("Once upon a time, Lily ran."))
+        XCTAssertThrowsError(try Tokenizer(serializedModel: [], name: "empty")) {
+            XCTAssertTrue("\($0)".hasPrefix("empty: not a SentencePiece model ("), "\($0)")
+        }
+        // Random bytes, truncations and byte flips of a real model: each loads or throws.
+        var random = SplitMix64(seed: 11)
+        for round in 0..<300 {
+            var garbage: [UInt8]
+            switch round % 3 {
+            case 0: garbage = (0..<Int(random.next() % 2048)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            case 1: garbage = Array(bytes.prefix(Int(random.next() % UInt64(bytes.count))))
+            default:
+                garbage = bytes
+                for _ in 0..<(1 + Int(random.next() % 8)) {
+                    garbage[Int(random.next() % UInt64(garbage.count))] = UInt8(truncatingIfNeeded: random.next())
+                }
+            }
+            if let tokenizer = try? Tokenizer(serializedModel: garbage, name: "garbage") {
+                _ = try? tokenizer.encode("Once upon a time 🦙\n")
+                _ = tokenizer.decode(Array(0..<min(tokenizer.vocabSize, 300)))
+            }
+        }
+    }
+
+}
+
+/// A small seeded generator for the property tests.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -22,8 +22,10 @@ enum {
 /// The message of the last failed call on this thread ("" if none).
 const char *spm_last_error(void);
 
-/// Loads a .model file. On success *out owns a processor to release with spm_free.
-int spm_load(const char *path, spm_processor **out);
+/// Loads a model from the bytes of a serialized ModelProto (the content of a .model file);
+/// the bytes are copied. Any bytes at all are safe to pass: malformed ones give SPM_ERROR.
+/// On success *out owns a processor to release with spm_free.
+int spm_load_from_bytes(const void *bytes, size_t length, spm_processor **out);
 void spm_free(spm_processor *processor);
 
 int spm_vocab_size(const spm_processor *processor);

@@ -11,25 +11,36 @@ public struct TokenizerError: Error, CustomStringConvertible, Sendable {
 /// A SentencePiece model loaded through the C shim. The handle is owned here and freed in
 /// `deinit`; the byte form of every piece is precomputed for streaming decode.
 public final class Tokenizer: @unchecked Sendable {
+    /// Largest tokenizer file read: real models are well under 10 MiB (Llama 2's is 500 KB), so
+    /// a larger file is not one, and reading it whole would only cost memory.
+    public static let maxModelBytes = 256 << 20
+
+    /// The file it was loaded from, or the name given with the serialized model.
     public let path: String
     public let vocabSize: Int
-    /// Beginning-of-sequence id (`<s>`), prepended to prompts.
+    /// Beginning-of-sequence id (`<s>`), prepended to prompts; -1 when the model has none.
     public let bosID: Int
-    /// End-of-sequence id (`</s>`).
+    /// End-of-sequence id (`</s>`); -1 when the model has none.
     public let eosID: Int
     /// The bytes each id prints as: byte pieces are their byte, `▁` a space, control pieces nothing.
     let pieceBytes: [[UInt8]]
     private let handle: OpaquePointer
 
-    public init(path: String) throws(TokenizerError) {
-        self.path = path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TokenizerError(path: path, problem: "no such file")
-        }
+    /// Loads a `.model` file. Quill reads the file itself and refuses anything but a regular
+    /// file (a FIFO would block, a device would never end) and files over `maxModelBytes`.
+    public convenience init(path: String) throws(TokenizerError) {
+        try self.init(serializedModel: try Tokenizer.readModelFile(path), name: path)
+    }
+
+    /// Loads a model from the bytes of a serialized SentencePiece `ModelProto` (what a `.model`
+    /// file holds). Any bytes are safe: what is not a model throws, naming it `name`.
+    public init(serializedModel bytes: [UInt8], name: String) throws(TokenizerError) {
+        path = name
         var processor: OpaquePointer?
-        guard spm_load(path, &processor) == Int32(SPM_OK), let processor else {
+        let status = bytes.withUnsafeBytes { spm_load_from_bytes($0.baseAddress, $0.count, &processor) }
+        guard status == Int32(SPM_OK), let processor else {
             let message = String(cString: spm_last_error())
-            throw TokenizerError(path: path, problem: "not a SentencePiece model (\(message))")
+            throw TokenizerError(path: name, problem: "not a SentencePiece model (\(message))")
         }
         handle = processor
         vocabSize = Int(spm_vocab_size(processor))
@@ -41,6 +52,38 @@ public final class Tokenizer: @unchecked Sendable {
             table.append(Tokenizer.bytes(ofPiece: id, processor: processor))
         }
         pieceBytes = table
+    }
+
+    /// The bytes of a tokenizer file. Opened non-blocking so that a FIFO cannot hang `open`;
+    /// only a regular file of at most `maxModelBytes` is read.
+    static func readModelFile(_ path: String) throws(TokenizerError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let problem = errno == ENOENT ? "no such file" : "cannot open: " + String(cString: strerror(errno))
+            throw TokenizerError(path: path, problem: problem)
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw TokenizerError(path: path, problem: "cannot stat: " + String(cString: strerror(errno)))
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw TokenizerError(path: path, problem: "not a regular file") }
+        let size = Int(info.st_size)
+        guard size <= maxModelBytes else {
+            throw TokenizerError(path: path, problem: "file is \(groupedDigits(size)) bytes; "
+                                     + "a tokenizer model larger than \(maxModelBytes >> 20) MiB is refused")
+        }
+        // Read what fstat promised; a file that shrinks meanwhile gives a shorter (invalid) model.
+        var bytes = [UInt8](repeating: 0, count: size)
+        var done = 0
+        while done < size {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, size - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw TokenizerError(path: path, problem: "cannot read: " + String(cString: strerror(errno))) }
+            if n == 0 { break }
+            done += n
+        }
+        return Array(bytes[..<done])
     }
 
     deinit { spm_free(handle) }

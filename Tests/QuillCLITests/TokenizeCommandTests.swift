@@ -1,0 +1,38 @@
+import Foundation
+import XCTest
+
+/// `quill tokenize` / `detokenize` end to end: exact on the bytes given, SentencePiece's decode,
+/// and clear errors for tokenizers Quill cannot use.
+final class TokenizeCommandTests: XCTestCase {
+    static let shippedModel = CLI.root.appendingPathComponent("models/tinystories.bin").path
+    static let shippedTokenizer = CLI.root.appendingPathComponent("models/tinystories.model").path
+
+    private func temporaryFile(_ bytes: [UInt8], name: String = "text.txt") throws -> String {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("quill-tokenize-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        let url = folder.appendingPathComponent(name)
+        try Data(bytes).write(to: url)
+        return url.path
+    }
+
+    private func ids(_ run: QuillRun) -> [Int] {
+        run.text.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) }
+    }
+
+    func testFIFOAsTokenizerIsRefusedAtOnce() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("quill-fifo-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let fifo = folder.appendingPathComponent("tok.model").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        // `timeout` turns a hang into exit status 124 instead of a stuck test.
+        let run = try CLI.shell("timeout 20 '\(CLI.executable.path)' tokenize -z '\(fifo)' hi")
+        XCTAssertEqual(run.status, 1, run.err)
+        XCTAssertEqual(run.err, "quill: error: \(fifo): not a regular file\n")
+        guard run.status == 1 else { return }  // a binary that hangs on a FIFO would also read /dev/zero forever
+        let device = try CLI.run(["tokenize", "-z", "/dev/zero", "hi"])
+        XCTAssertEqual(device.status, 1)
+        XCTAssertEqual(device.stderr, "quill: error: /dev/zero: not a regular file\n")
+    }
+}
