@@ -14,6 +14,10 @@ private func tokenizerFor(_ o: TokenizeOptions) throws -> Tokenizer {
 /// `quill tokenize`: ids (default), pieces, or JSON of a text.
 func runTokenize(_ o: TokenizeOptions) throws -> ExitStatus {
     let tokenizer = try tokenizerFor(o)
+    if o.addBOS && tokenizer.bosID < 0 {
+        throw InputError("\(tokenizer.path): the tokenizer has no beginning-of-sequence piece (<s>); "
+                         + "tokenize without it with --no-bos")
+    }
     let ids = try tokenizer.encode(try readPrompt(o.input, limit: textInputByteLimit), addBOS: o.addBOS)
     let output: String
     switch o.format {

@@ -20,6 +20,24 @@ final class TokenizeCommandTests: XCTestCase {
         run.text.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) }
     }
 
+    func testTokenizerWithoutBOSAsksForNoBOS() throws {
+        // The shipped model with a TrainerSpec appended (protobuf merges it into the first) whose
+        // BOS piece does not exist and whose bos_id is -1: a model trained without BOS.
+        let original = Array(try Data(contentsOf: URL(fileURLWithPath: Self.shippedTokenizer)))
+        let trainerSpec: [UInt8] = [0xF2, 0x02, 7] + Array("<nobos>".utf8) + [0xC8, 0x02]
+            + [UInt8](repeating: 0xFF, count: 9) + [0x01]
+        let path = try temporaryFile(original + [0x12, UInt8(trainerSpec.count)] + trainerSpec, name: "nobos.model")
+        let refused = try CLI.run(["tokenize", "-z", path, "Once upon a time"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(refused.text, "", "no -1 on stdout")
+        XCTAssertTrue(refused.stderr.contains("no beginning-of-sequence piece"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("--no-bos"), refused.stderr)
+        let plain = try CLI.run(["tokenize", "-z", path, "--no-bos", "Once upon a time"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertFalse(ids(plain).isEmpty)
+        XCTAssertFalse(plain.text.contains("-1"))
+    }
+
     func testFIFOAsTokenizerIsRefusedAtOnce() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("quill-fifo-\(UUID())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

@@ -180,6 +180,21 @@ extension TokenizerTests {
         }
     }
 
+    // Item 13: a tokenizer without BOS says so instead of producing id -1.
+    func testTokenizerWithoutBOSSaysWhatIsMissing() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("nobos.model").path
+        try Data(try Self.modelWithoutBOS()).write(to: URL(fileURLWithPath: path))
+        let tokenizer = try Tokenizer(path: path)
+        XCTAssertEqual(tokenizer.bosID, -1)
+        XCTAssertEqual(tokenizer.eosID, 2)
+        XCTAssertThrowsError(try tokenizer.encode("Once upon a time")) {
+            XCTAssertTrue("\($0)".hasPrefix("\(path): the tokenizer has no beginning-of-sequence piece"), "\($0)")
+        }
+        let ids = try tokenizer.encode("Once upon a time", addBOS: false)
+        XCTAssertFalse(ids.contains(-1))
+    }
+
 }
 
 /// A small seeded generator for the property tests.

@@ -117,8 +117,13 @@ public final class Tokenizer: @unchecked Sendable {
         return result
     }
 
-    /// The ids of `text`, with BOS first when `addBOS`.
+    /// The ids of `text`, with BOS first when `addBOS` (an error if the model has no BOS piece).
+    /// The text is encoded exactly as given: nothing is trimmed.
     public func encode(_ text: String, addBOS: Bool = true) throws(TokenizerError) -> [Int] {
+        if addBOS && bosID < 0 {
+            throw TokenizerError(path: path, problem: "the tokenizer has no beginning-of-sequence piece (<s>), "
+                                     + "so it cannot put BOS before the text; encode without BOS")
+        }
         var utf8 = Array(text.utf8)
         var ids: UnsafeMutablePointer<Int32>?
         var count = 0
