@@ -195,6 +195,35 @@ extension TokenizerTests {
         XCTAssertFalse(ids.contains(-1))
     }
 
+    // Item 16: a symlinked checkpoint finds the tokenizer beside its target too, link first.
+    func testDefaultPathLooksBesideTheLinkThenBesideItsTarget() throws {
+        let folder = try temporaryFolder(self)
+        let store = folder.appendingPathComponent("store"), links = folder.appendingPathComponent("links")
+        try FileManager.default.createDirectory(at: store, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: links, withIntermediateDirectories: true)
+        let target = store.appendingPathComponent("stories15M.bin").path
+        FileManager.default.createFile(atPath: target, contents: Data())
+        let link = links.appendingPathComponent("current.bin").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        XCTAssertNil(Tokenizer.defaultPath(forCheckpoint: link))
+        let besideTarget = store.appendingPathComponent("tokenizer.model").path
+        FileManager.default.createFile(atPath: besideTarget, contents: Data())
+        XCTAssertEqual(Tokenizer.defaultPath(forCheckpoint: link), besideTarget)
+        let namedBesideTarget = store.appendingPathComponent("stories15M.model").path
+        FileManager.default.createFile(atPath: namedBesideTarget, contents: Data())
+        XCTAssertEqual(Tokenizer.defaultPath(forCheckpoint: link), namedBesideTarget)
+        let besideLink = links.appendingPathComponent("tokenizer.model").path
+        FileManager.default.createFile(atPath: besideLink, contents: Data())
+        XCTAssertEqual(Tokenizer.defaultPath(forCheckpoint: link), besideLink, "the link's folder comes first")
+        // A relative path to the link stays relative for the link's own folder.
+        let previous = FileManager.default.currentDirectoryPath
+        FileManager.default.changeCurrentDirectoryPath(links.path)
+        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        XCTAssertEqual(Tokenizer.defaultPath(forCheckpoint: "current.bin"), "tokenizer.model")
+        try FileManager.default.removeItem(atPath: besideLink)
+        XCTAssertEqual(Tokenizer.defaultPath(forCheckpoint: "current.bin"), namedBesideTarget)
+    }
+
 }
 
 /// A small seeded generator for the property tests.

@@ -159,19 +159,23 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Finds the tokenizer for a checkpoint: `NAME.model` beside `NAME.bin`, else
-    /// `tokenizer.model` in the same folder. Returns nil when neither exists.
+    /// `tokenizer.model` in the same folder; when the checkpoint is a symbolic link, then the
+    /// same two beside the file it points to. Returns nil when none exists. A path beside the
+    /// checkpoint as given stays relative if that path was.
     public static func defaultPath(forCheckpoint checkpointPath: String) -> String? {
-        let url = URL(fileURLWithPath: checkpointPath)
-        let folder = url.deletingLastPathComponent()
-        let candidates = [
-            url.deletingPathExtension().appendingPathExtension("model"),
-            folder.appendingPathComponent("tokenizer.model"),
-        ]
-        let prefixLength = url.path.count - checkpointPath.count  // keep relative paths relative
-        for candidate in candidates where FileManager.default.fileExists(atPath: candidate.path) {
-            let path = candidate.path
-            return prefixLength > 0 && path.count > prefixLength ? String(path.dropFirst(prefixLength)) : path
+        func candidates(beside path: String) -> [String] {
+            let file = path as NSString
+            return [file.deletingPathExtension + ".model",
+                    (file.deletingLastPathComponent as NSString).appendingPathComponent("tokenizer.model")]
         }
-        return nil
+        var paths = candidates(beside: checkpointPath)
+        let target = URL(fileURLWithPath: checkpointPath).resolvingSymlinksInPath().path
+        if target != URL(fileURLWithPath: checkpointPath).standardizedFileURL.path {
+            paths += candidates(beside: target)
+        }
+        return paths.first { path in
+            var isFolder: ObjCBool = false
+            return FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && !isFolder.boolValue
+        }
     }
 }
