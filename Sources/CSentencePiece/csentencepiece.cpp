@@ -89,6 +89,35 @@ extern "C" int spm_encode(const spm_processor *p, const char *text, size_t lengt
 
 extern "C" void spm_free_ids(int32_t *ids) { std::free(ids); }
 
+extern "C" int spm_decode(const spm_processor *p, const int32_t *ids, size_t count,
+                          char **text, size_t *length) {
+    *text = nullptr;
+    *length = 0;
+    try {
+        std::vector<int> input(count);
+        for (size_t i = 0; i < count; ++i) {
+            if (ids[i] < 0 || static_cast<size_t>(ids[i]) >= p->pieces.size())
+                return fail(SPM_OUT_OF_RANGE, "token id " + std::to_string(ids[i]) + " is outside the vocabulary");
+            input[i] = ids[i];
+        }
+        std::string result;
+        const auto status = p->processor.Decode(input, &result);
+        if (!status.ok()) return fail(SPM_ERROR, status.ToString());
+        if (result.empty()) return SPM_OK;
+        auto *buffer = static_cast<char *>(std::malloc(result.size()));
+        if (buffer == nullptr) return fail(SPM_INTERNAL, "out of memory");
+        std::memcpy(buffer, result.data(), result.size());
+        *text = buffer;
+        *length = result.size();
+        return SPM_OK;
+    } catch (const std::exception &e) {
+        return fail(SPM_INTERNAL, e.what());
+    } catch (...) {
+        return fail(SPM_INTERNAL, "unknown C++ exception");
+    }
+}
+
+extern "C" void spm_free_text(char *text) { std::free(text); }
 
 static bool in_range(const spm_processor *p, int id) {
     return id >= 0 && static_cast<size_t>(id) < p->pieces.size();

@@ -20,6 +20,42 @@ final class TokenizeCommandTests: XCTestCase {
         run.text.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) }
     }
 
+    func testTokenizeOfAFileCountsWhatPerplexityScores() throws {
+        let text = "Once upon a time, there was a little dog named Max.\nHe liked to run.\n"
+        let file = try temporaryFile(Array(text.utf8))
+        let tokenized = try CLI.run(["tokenize", "-z", Self.shippedTokenizer, "-f", file])
+        XCTAssertEqual(tokenized.status, 0, tokenized.stderr)
+        let perplexity = try CLI.run(["perplexity", "-z", Self.shippedTokenizer, "-m", Self.shippedModel, "-f", file, "--json"])
+        XCTAssertEqual(perplexity.status, 0, perplexity.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: perplexity.stdout) as? [String: Any])
+        XCTAssertEqual(ids(tokenized).count, report["tokens"] as? Int, "tokenize -f and perplexity -f see the same text")
+        // The final newline is a token of its own: stdin and -f keep it, like the text argument.
+        let fromStdin = try CLI.run(["tokenize", "-z", Self.shippedTokenizer], stdin: Data(text.utf8))
+        XCTAssertEqual(ids(fromStdin), ids(tokenized))
+        XCTAssertEqual(ids(try CLI.run(["tokenize", "-z", Self.shippedTokenizer, text])), ids(tokenized))
+        let withoutNewline = try CLI.run(["tokenize", "-z", Self.shippedTokenizer, String(text.dropLast())])
+        XCTAssertEqual(ids(withoutNewline).count + 1, ids(tokenized).count)
+    }
+
+    func testDetokenizeOfTokenizeGivesTheBytesBack() throws {
+        let text = "  Two spaces first.\r\nLily said, \"Hi!\"\n\n"
+        let file = try temporaryFile(Array(text.utf8))
+        for bos in [[], ["--no-bos"]] {
+            let tokenized = try CLI.run(["tokenize", "-z", Self.shippedTokenizer, "-f", file] + bos)
+            XCTAssertEqual(tokenized.status, 0, tokenized.stderr)
+            let detokenized = try CLI.run(["detokenize", "-z", Self.shippedTokenizer], stdin: tokenized.stdout)
+            XCTAssertEqual(detokenized.status, 0, detokenized.stderr)
+            XCTAssertEqual(detokenized.text, text, "\(bos)")
+        }
+    }
+
+    func testDetokenizeWithoutBOSDropsTheFirstLeadingSpaceLikeSentencePiece() throws {
+        let tokenizer = try CLI.sharedFile("llama2-tokenizer.model")
+        XCTAssertEqual(try CLI.run(["detokenize", "-z", tokenizer, "15043 3186"]).text, "Hello world")
+        XCTAssertEqual(try CLI.run(["detokenize", "-z", tokenizer, "1 15043 3186"]).text, "Hello world")
+        XCTAssertEqual(try CLI.run(["detokenize", "-z", tokenizer, "29871 15043"]).text, " Hello")
+    }
+
     func testTokenizerWithoutBOSAsksForNoBOS() throws {
         // The shipped model with a TrainerSpec appended (protobuf merges it into the first) whose
         // BOS piece does not exist and whose bos_id is -1: a model trained without BOS.

@@ -193,6 +193,7 @@ extension TokenizerTests {
         }
         let ids = try tokenizer.encode("Once upon a time", addBOS: false)
         XCTAssertFalse(ids.contains(-1))
+        XCTAssertEqual(tokenizer.decode(ids), Array("Once upon a time".utf8))
     }
 
     // Item 16: a symlinked checkpoint finds the tokenizer beside its target too, link first.
@@ -224,6 +225,74 @@ extension TokenizerTests {
         XCTAssertEqual(Tokenizer.defaultPath(forCheckpoint: "current.bin"), namedBesideTarget)
     }
 
+    // Item 19: decode of a whole id list is SentencePiece's DecodeIds, with or without BOS.
+    func testDecodeOfIDsWithoutBOSMatchesSentencePiece() throws {
+        let tokenizer = try Tokenizer(path: try TestPaths.shared("llama2-tokenizer.model"))
+        XCTAssertEqual(String(decoding: tokenizer.decode([15043, 3186]), as: UTF8.self), "Hello world")
+        XCTAssertEqual(String(decoding: tokenizer.decode([1, 15043, 3186]), as: UTF8.self), "Hello world")
+        // Ids and texts checked against python's sentencepiece 0.2 (encode, then decode).
+        let known: [(String, [Int])] = [
+            (" Hello", [29871, 15043]),
+            ("  two", [259, 1023]),
+            ("a\0b", [263, 3, 29890]),
+            ("a\rb\r\n", [263, 30004, 29890, 30004, 13]),
+            ("x   y", [921, 259, 343]),
+            ("e\u{301}", [321, 30103]),
+            ("👩‍👩‍👧", [29871, 243, 162, 148, 172, 30722, 243, 162, 148, 172, 30722, 243, 162, 148, 170]),
+            ("\u{3000}a", [29871, 30358, 29874]),
+            (" ", [259]),
+            ("\t x", [29871, 12, 921]),
+        ]
+        for (text, ids) in known {
+            XCTAssertEqual(try tokenizer.encode(text, addBOS: false), ids, text.debugDescription)
+            XCTAssertEqual(tokenizer.decode(ids), Array(text.utf8), text.debugDescription)
+            XCTAssertEqual(tokenizer.decode([1] + ids), Array(text.utf8), text.debugDescription)
+        }
+        // A byte piece that is not part of valid UTF-8 becomes U+FFFD, as in SentencePiece
+        // (the streaming detokenizer passes it through instead).
+        XCTAssertEqual(tokenizer.decode([263, 3 + 0xFF, 29890]), Array("a\u{FFFD}b".utf8))
+        // SentencePiece cannot round-trip U+2581 itself: it is its own space symbol.
+        XCTAssertEqual(tokenizer.decode(try tokenizer.encode("a\u{2581}b")), Array("a b".utf8))
+    }
+
+    /// decode(encode(x)) == x for random valid UTF-8 with the Llama 2 tokenizer, with and without
+    /// BOS, except that U+2581 comes back as a space (SentencePiece's own behaviour).
+    func testRoundTripOfRandomUnicodeWithLlama2() throws {
+        let tokenizer = try Tokenizer(path: try TestPaths.shared("llama2-tokenizer.model"))
+        var random = SplitMix64(seed: 19)
+        let pools: [[Unicode.Scalar]] = [
+            Array("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789.,;:!?'\"()<>-_/\\@#".unicodeScalars),
+            [" ", " ", " ", "\n", "\r", "\t", "\0"],  // runs of spaces, CR, NUL
+            (0x4E00...0x4E80).compactMap(Unicode.Scalar.init) + (0x3040...0x309F).compactMap(Unicode.Scalar.init),  // CJK, kana
+            (0x0300...0x036F).compactMap(Unicode.Scalar.init),  // combining marks
+            ["\u{1F469}", "\u{200D}", "\u{1F467}", "\u{1F999}", "\u{FE0F}", "\u{1F1EB}", "\u{1F1F7}", "\u{1F3FD}"],  // emoji, ZWJ
+            ["é", "ß", "Ω", "ж", "ع", "\u{FFFD}", "\u{FEFF}", "\u{3000}", "\u{A0}", "\u{2581}", "\u{FFFF}", "\u{10FFFF}"],
+        ]
+        for _ in 0..<3000 {
+            var scalars = String.UnicodeScalarView()
+            for _ in 0..<Int(random.next() % 24) {
+                if random.next() % 10 == 0 {  // any scalar at all
+                    var value = UInt32(random.next() % 0x110000)
+                    if (0xD800...0xDFFF).contains(value) { value = 0x41 }
+                    scalars.append(Unicode.Scalar(value)!)
+                } else {
+                    let pool = pools[Int(random.next() % UInt64(pools.count))]
+                    scalars.append(pool[Int(random.next() % UInt64(pool.count))])
+                }
+            }
+            let text = String(scalars)
+            // Scalar by scalar: "▁" followed by a combining mark is one Character.
+            let expected = Array(String(String.UnicodeScalarView(scalars.map { $0 == "\u{2581}" ? " " : $0 })).utf8)
+            for addBOS in [true, false] {
+                let ids = try tokenizer.encode(text, addBOS: addBOS)
+                let decoded = tokenizer.decode(ids)
+                if decoded != expected {
+                    XCTFail("\(text.debugDescription) addBOS \(addBOS): ids \(ids) decode to \(String(decoding: decoded, as: UTF8.self).debugDescription)")
+                    return
+                }
+            }
+        }
+    }
 }
 
 /// A small seeded generator for the property tests.

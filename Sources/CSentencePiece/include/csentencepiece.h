@@ -38,6 +38,15 @@ int spm_encode(const spm_processor *processor, const char *text, size_t length,
                int32_t **ids, size_t *count);
 void spm_free_ids(int32_t *ids);
 
+/// SentencePiece's own decode of a whole id sequence: control ids print nothing, the first
+/// piece's leading space is dropped, byte pieces are joined into characters (a byte that is
+/// not part of valid UTF-8 becomes U+FFFD). An id outside the vocabulary is SPM_OUT_OF_RANGE.
+/// On success *text is a malloc'd buffer of *length bytes (NULL when empty), freed with
+/// spm_free_text.
+int spm_decode(const spm_processor *processor, const int32_t *ids, size_t count,
+               char **text, size_t *length);
+void spm_free_text(char *text);
+
 /// Piece text of an id (UTF-8, "▁" for a space as stored in the model). On success
 /// *piece points at bytes owned by the processor, valid until spm_free; *length is its size.
 int spm_id_to_piece(const spm_processor *processor, int id, const char **piece, size_t *length);

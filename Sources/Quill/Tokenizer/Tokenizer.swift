@@ -150,12 +150,26 @@ public final class Tokenizer: @unchecked Sendable {
         return String(decoding: UnsafeRawBufferPointer(start: piece, count: length), as: UTF8.self)
     }
 
-    /// The text of a whole id sequence (BOS dropped, first leading space after BOS dropped).
+    /// The text of a whole id sequence, as SentencePiece's own decode gives it: control ids
+    /// (BOS, EOS) print nothing, the leading space of the first piece is dropped whether or not
+    /// BOS comes first (it is the space encode added), and byte pieces that do not form valid
+    /// UTF-8 become U+FFFD. So `decode(encode(x))` is `x` for valid UTF-8 without U+2581 (which
+    /// SentencePiece reads as a space). Ids outside the vocabulary are skipped. Generation
+    /// streams through `StreamingDetokenizer` instead, which continues a prompt.
     public func decode(_ ids: [Int]) -> [UInt8] {
-        var detokenizer = StreamingDetokenizer(tokenizer: self)
-        var bytes: [UInt8] = []
-        for id in ids { bytes += detokenizer.append(id) }
-        return bytes + detokenizer.finish()
+        let valid = ids.compactMap { $0 >= 0 && $0 < vocabSize ? Int32($0) : nil }
+        var text: UnsafeMutablePointer<CChar>?
+        var length = 0
+        let status = valid.withUnsafeBufferPointer { spm_decode(handle, $0.baseAddress, $0.count, &text, &length) }
+        defer { spm_free_text(text) }
+        guard status == Int32(SPM_OK) else {
+            // Only a malformed model gets here (SentencePiece checked its byte pieces on load);
+            // the piece table still gives every byte.
+            var detokenizer = StreamingDetokenizer(tokenizer: self)
+            return valid.flatMap { detokenizer.append(Int($0)) } + detokenizer.finish()
+        }
+        guard let text else { return [] }
+        return Array(UnsafeRawBufferPointer(start: text, count: length))
     }
 
     /// Finds the tokenizer for a checkpoint: `NAME.model` beside `NAME.bin`, else
