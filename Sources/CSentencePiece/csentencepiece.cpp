@@ -4,6 +4,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -25,23 +26,34 @@ static int fail(int code, const std::string &message) {
 
 extern "C" const char *spm_last_error(void) { return last_error.c_str(); }
 
-extern "C" int spm_load(const char *path, spm_processor **out) {
+extern "C" int spm_load_from_bytes(const void *bytes, size_t length, spm_processor **out) {
     *out = nullptr;
+    // protobuf takes an int size; a model is far smaller than 2 GiB anyway.
+    if (length > static_cast<size_t>(INT32_MAX)) return fail(SPM_ERROR, "model larger than 2 GiB");
+    if (bytes == nullptr && length > 0) return fail(SPM_ERROR, "no bytes");
+    spm_processor *p = nullptr;
     try {
-        auto *p = new spm_processor();
-        const auto status = p->processor.Load(path);
+        p = new spm_processor();
+        const auto status = p->processor.LoadFromSerializedProto(
+            absl::string_view(static_cast<const char *>(bytes), length));
         if (!status.ok()) {
             delete p;
             return fail(SPM_ERROR, status.ToString());
         }
         const int n = p->processor.GetPieceSize();
+        if (n <= 0) {
+            delete p;
+            return fail(SPM_ERROR, "the model has no pieces");
+        }
         p->pieces.reserve(n);
         for (int id = 0; id < n; ++id) p->pieces.push_back(p->processor.IdToPiece(id));
         *out = p;
         return SPM_OK;
     } catch (const std::exception &e) {
+        delete p;
         return fail(SPM_INTERNAL, e.what());
     } catch (...) {
+        delete p;
         return fail(SPM_INTERNAL, "unknown C++ exception");
     }
 }
@@ -76,6 +88,36 @@ extern "C" int spm_encode(const spm_processor *p, const char *text, size_t lengt
 }
 
 extern "C" void spm_free_ids(int32_t *ids) { std::free(ids); }
+
+extern "C" int spm_decode(const spm_processor *p, const int32_t *ids, size_t count,
+                          char **text, size_t *length) {
+    *text = nullptr;
+    *length = 0;
+    try {
+        std::vector<int> input(count);
+        for (size_t i = 0; i < count; ++i) {
+            if (ids[i] < 0 || static_cast<size_t>(ids[i]) >= p->pieces.size())
+                return fail(SPM_OUT_OF_RANGE, "token id " + std::to_string(ids[i]) + " is outside the vocabulary");
+            input[i] = ids[i];
+        }
+        std::string result;
+        const auto status = p->processor.Decode(input, &result);
+        if (!status.ok()) return fail(SPM_ERROR, status.ToString());
+        if (result.empty()) return SPM_OK;
+        auto *buffer = static_cast<char *>(std::malloc(result.size()));
+        if (buffer == nullptr) return fail(SPM_INTERNAL, "out of memory");
+        std::memcpy(buffer, result.data(), result.size());
+        *text = buffer;
+        *length = result.size();
+        return SPM_OK;
+    } catch (const std::exception &e) {
+        return fail(SPM_INTERNAL, e.what());
+    } catch (...) {
+        return fail(SPM_INTERNAL, "unknown C++ exception");
+    }
+}
+
+extern "C" void spm_free_text(char *text) { std::free(text); }
 
 static bool in_range(const spm_processor *p, int id) {
     return id >= 0 && static_cast<size_t>(id) < p->pieces.size();

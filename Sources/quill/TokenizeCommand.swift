@@ -15,7 +15,13 @@ private func tokenizerFor(_ o: TokenizeOptions) throws -> Tokenizer {
 /// `quill tokenize`: ids (default), pieces, or JSON of a text.
 func runTokenize(_ o: TokenizeOptions) throws -> ExitStatus {
     let tokenizer = try tokenizerFor(o)
-    let ids = try tokenizer.encode(try readPrompt(o.input, limit: textInputByteLimit), addBOS: o.addBOS)
+    if o.addBOS && tokenizer.bosID < 0 {
+        throw InputError("\(tokenizer.path): the tokenizer has no beginning-of-sequence piece (<s>); "
+                         + "tokenize without it with --no-bos")
+    }
+    // Exactly the bytes given (a final newline of a file or stdin is text too), as perplexity reads them.
+    let text = try decodeText(try readInputBytes(o.input, limit: textInputByteLimit), name: sourceName(o.input))
+    let ids = try tokenizer.encode(text, addBOS: o.addBOS)
     let output: String
     switch o.format {
     case .ids: output = ids.map(String.init).joined(separator: " ")
@@ -28,11 +34,13 @@ func runTokenize(_ o: TokenizeOptions) throws -> ExitStatus {
     return .success
 }
 
-/// `quill detokenize`: ids (separated by spaces, commas or newlines) back to text.
+/// `quill detokenize`: ids (separated by spaces, commas or newlines) back to text, as
+/// SentencePiece decodes them: `detokenize(tokenize(x))` is `x`, with or without BOS.
 func runDetokenize(_ o: TokenizeOptions) throws -> ExitStatus {
     let tokenizer = try tokenizerFor(o)
     var ids: [Int] = []
-    for part in try readPrompt(o.input, limit: textInputByteLimit).split(whereSeparator: { $0 == "," || $0.isWhitespace }) {
+    let list = try decodeText(try readInputBytes(o.input, limit: textInputByteLimit), name: sourceName(o.input))
+    for part in list.split(whereSeparator: { $0 == "," || $0.isWhitespace }) {
         guard let id = Int(part), id >= 0, id < tokenizer.vocabSize else {
             throw InputError("'\(part)' is not a token id of \(tokenizer.path) (0..<\(tokenizer.vocabSize))")
         }

@@ -22,8 +22,10 @@ enum {
 /// The message of the last failed call on this thread ("" if none).
 const char *spm_last_error(void);
 
-/// Loads a .model file. On success *out owns a processor to release with spm_free.
-int spm_load(const char *path, spm_processor **out);
+/// Loads a model from the bytes of a serialized ModelProto (the content of a .model file);
+/// the bytes are copied. Any bytes at all are safe to pass: malformed ones give SPM_ERROR.
+/// On success *out owns a processor to release with spm_free.
+int spm_load_from_bytes(const void *bytes, size_t length, spm_processor **out);
 void spm_free(spm_processor *processor);
 
 int spm_vocab_size(const spm_processor *processor);
@@ -35,6 +37,15 @@ int spm_eos_id(const spm_processor *processor);
 int spm_encode(const spm_processor *processor, const char *text, size_t length,
                int32_t **ids, size_t *count);
 void spm_free_ids(int32_t *ids);
+
+/// SentencePiece's own decode of a whole id sequence: control ids print nothing, the first
+/// piece's leading space is dropped, byte pieces are joined into characters (a byte that is
+/// not part of valid UTF-8 becomes U+FFFD). An id outside the vocabulary is SPM_OUT_OF_RANGE.
+/// On success *text is a malloc'd buffer of *length bytes (NULL when empty), freed with
+/// spm_free_text.
+int spm_decode(const spm_processor *processor, const int32_t *ids, size_t count,
+               char **text, size_t *length);
+void spm_free_text(char *text);
 
 /// Piece text of an id (UTF-8, "▁" for a space as stored in the model). On success
 /// *piece points at bytes owned by the processor, valid until spm_free; *length is its size.

@@ -11,25 +11,36 @@ public struct TokenizerError: Error, CustomStringConvertible, Sendable {
 /// A SentencePiece model loaded through the C shim. The handle is owned here and freed in
 /// `deinit`; the byte form of every piece is precomputed for streaming decode.
 public final class Tokenizer: @unchecked Sendable {
+    /// Largest tokenizer file read: real models are well under 10 MiB (Llama 2's is 500 KB), so
+    /// a larger file is not one, and reading it whole would only cost memory.
+    public static let maxModelBytes = 256 << 20
+
+    /// The file it was loaded from, or the name given with the serialized model.
     public let path: String
     public let vocabSize: Int
-    /// Beginning-of-sequence id (`<s>`), prepended to prompts.
+    /// Beginning-of-sequence id (`<s>`), prepended to prompts; -1 when the model has none.
     public let bosID: Int
-    /// End-of-sequence id (`</s>`).
+    /// End-of-sequence id (`</s>`); -1 when the model has none.
     public let eosID: Int
     /// The bytes each id prints as: byte pieces are their byte, `▁` a space, control pieces nothing.
     let pieceBytes: [[UInt8]]
     private let handle: OpaquePointer
 
-    public init(path: String) throws(TokenizerError) {
-        self.path = path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw TokenizerError(path: path, problem: "no such file")
-        }
+    /// Loads a `.model` file. Quill reads the file itself and refuses anything but a regular
+    /// file (a FIFO would block, a device would never end) and files over `maxModelBytes`.
+    public convenience init(path: String) throws(TokenizerError) {
+        try self.init(serializedModel: try Tokenizer.readModelFile(path), name: path)
+    }
+
+    /// Loads a model from the bytes of a serialized SentencePiece `ModelProto` (what a `.model`
+    /// file holds). Any bytes are safe: what is not a model throws, naming it `name`.
+    public init(serializedModel bytes: [UInt8], name: String) throws(TokenizerError) {
+        path = name
         var processor: OpaquePointer?
-        guard spm_load(path, &processor) == Int32(SPM_OK), let processor else {
+        let status = bytes.withUnsafeBytes { spm_load_from_bytes($0.baseAddress, $0.count, &processor) }
+        guard status == Int32(SPM_OK), let processor else {
             let message = String(cString: spm_last_error())
-            throw TokenizerError(path: path, problem: "not a SentencePiece model (\(message))")
+            throw TokenizerError(path: name, problem: "not a SentencePiece model (\(message))")
         }
         handle = processor
         vocabSize = Int(spm_vocab_size(processor))
@@ -41,6 +52,38 @@ public final class Tokenizer: @unchecked Sendable {
             table.append(Tokenizer.bytes(ofPiece: id, processor: processor))
         }
         pieceBytes = table
+    }
+
+    /// The bytes of a tokenizer file. Opened non-blocking so that a FIFO cannot hang `open`;
+    /// only a regular file of at most `maxModelBytes` is read.
+    static func readModelFile(_ path: String) throws(TokenizerError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let problem = errno == ENOENT ? "no such file" : "cannot open: " + String(cString: strerror(errno))
+            throw TokenizerError(path: path, problem: problem)
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw TokenizerError(path: path, problem: "cannot stat: " + String(cString: strerror(errno)))
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw TokenizerError(path: path, problem: "not a regular file") }
+        let size = Int(info.st_size)
+        guard size <= maxModelBytes else {
+            throw TokenizerError(path: path, problem: "file is \(groupedDigits(size)) bytes; "
+                                     + "a tokenizer model larger than \(maxModelBytes >> 20) MiB is refused")
+        }
+        // Read what fstat promised; a file that shrinks meanwhile gives a shorter (invalid) model.
+        var bytes = [UInt8](repeating: 0, count: size)
+        var done = 0
+        while done < size {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, size - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw TokenizerError(path: path, problem: "cannot read: " + String(cString: strerror(errno))) }
+            if n == 0 { break }
+            done += n
+        }
+        return Array(bytes[..<done])
     }
 
     deinit { spm_free(handle) }
@@ -74,8 +117,13 @@ public final class Tokenizer: @unchecked Sendable {
         return result
     }
 
-    /// The ids of `text`, with BOS first when `addBOS`.
+    /// The ids of `text`, with BOS first when `addBOS` (an error if the model has no BOS piece).
+    /// The text is encoded exactly as given: nothing is trimmed.
     public func encode(_ text: String, addBOS: Bool = true) throws(TokenizerError) -> [Int] {
+        if addBOS && bosID < 0 {
+            throw TokenizerError(path: path, problem: "the tokenizer has no beginning-of-sequence piece (<s>), "
+                                     + "so it cannot put BOS before the text; encode without BOS")
+        }
         var utf8 = Array(text.utf8)
         var ids: UnsafeMutablePointer<Int32>?
         var count = 0
@@ -102,28 +150,46 @@ public final class Tokenizer: @unchecked Sendable {
         return String(decoding: UnsafeRawBufferPointer(start: piece, count: length), as: UTF8.self)
     }
 
-    /// The text of a whole id sequence (BOS dropped, first leading space after BOS dropped).
+    /// The text of a whole id sequence, as SentencePiece's own decode gives it: control ids
+    /// (BOS, EOS) print nothing, the leading space of the first piece is dropped whether or not
+    /// BOS comes first (it is the space encode added), and byte pieces that do not form valid
+    /// UTF-8 become U+FFFD. So `decode(encode(x))` is `x` for valid UTF-8 without U+2581 (which
+    /// SentencePiece reads as a space). Ids outside the vocabulary are skipped. Generation
+    /// streams through `StreamingDetokenizer` instead, which continues a prompt.
     public func decode(_ ids: [Int]) -> [UInt8] {
-        var detokenizer = StreamingDetokenizer(tokenizer: self)
-        var bytes: [UInt8] = []
-        for id in ids { bytes += detokenizer.append(id) }
-        return bytes + detokenizer.finish()
+        let valid = ids.compactMap { $0 >= 0 && $0 < vocabSize ? Int32($0) : nil }
+        var text: UnsafeMutablePointer<CChar>?
+        var length = 0
+        let status = valid.withUnsafeBufferPointer { spm_decode(handle, $0.baseAddress, $0.count, &text, &length) }
+        defer { spm_free_text(text) }
+        guard status == Int32(SPM_OK) else {
+            // Only a malformed model gets here (SentencePiece checked its byte pieces on load);
+            // the piece table still gives every byte.
+            var detokenizer = StreamingDetokenizer(tokenizer: self)
+            return valid.flatMap { detokenizer.append(Int($0)) } + detokenizer.finish()
+        }
+        guard let text else { return [] }
+        return Array(UnsafeRawBufferPointer(start: text, count: length))
     }
 
     /// Finds the tokenizer for a checkpoint: `NAME.model` beside `NAME.bin`, else
-    /// `tokenizer.model` in the same folder. Returns nil when neither exists.
+    /// `tokenizer.model` in the same folder; when the checkpoint is a symbolic link, then the
+    /// same two beside the file it points to. Returns nil when none exists. A path beside the
+    /// checkpoint as given stays relative if that path was.
     public static func defaultPath(forCheckpoint checkpointPath: String) -> String? {
-        let url = URL(fileURLWithPath: checkpointPath)
-        let folder = url.deletingLastPathComponent()
-        let candidates = [
-            url.deletingPathExtension().appendingPathExtension("model"),
-            folder.appendingPathComponent("tokenizer.model"),
-        ]
-        let prefixLength = url.path.count - checkpointPath.count  // keep relative paths relative
-        for candidate in candidates where FileManager.default.fileExists(atPath: candidate.path) {
-            let path = candidate.path
-            return prefixLength > 0 && path.count > prefixLength ? String(path.dropFirst(prefixLength)) : path
+        func candidates(beside path: String) -> [String] {
+            let file = path as NSString
+            return [file.deletingPathExtension + ".model",
+                    (file.deletingLastPathComponent as NSString).appendingPathComponent("tokenizer.model")]
         }
-        return nil
+        var paths = candidates(beside: checkpointPath)
+        let target = URL(fileURLWithPath: checkpointPath).resolvingSymlinksInPath().path
+        if target != URL(fileURLWithPath: checkpointPath).standardizedFileURL.path {
+            paths += candidates(beside: target)
+        }
+        return paths.first { path in
+            var isFolder: ObjCBool = false
+            return FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && !isFolder.boolValue
+        }
     }
 }
