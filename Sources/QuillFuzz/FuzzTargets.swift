@@ -7,11 +7,12 @@ import QuillCommandLine
 /// a sanitizer report is a defect. Properties that must hold for accepted input are checked
 /// with `require`, which traps (and so is reported) when they fail.
 enum FuzzTarget: String, CaseIterable {
-    case checkpoint, batchLine = "batch-line", json, arguments
+    case checkpoint, tokenizer, batchLine = "batch-line", json, arguments
 
     func run(_ bytes: [UInt8]) {
         switch self {
         case .checkpoint: fuzzCheckpoint(bytes)
+        case .tokenizer: fuzzTokenizer(bytes)
         case .batchLine: fuzzBatchLine(bytes)
         case .json: fuzzJSON(bytes)
         case .arguments: fuzzArguments(bytes)
@@ -36,6 +37,16 @@ private func fuzzCheckpoint(_ bytes: [UInt8]) {
           let cache = try? transformer.makeCache() else { return }
     let tokens = Array([0, c.vocabSize - 1].prefix(transformer.cacheCapacity))
     _ = transformer.prefill(tokens, startPosition: 0, cache: cache)
+}
+
+/// SentencePiece model files, loaded from bytes.
+private func fuzzTokenizer(_ bytes: [UInt8]) {
+    guard let tokenizer = try? Tokenizer(serializedModel: bytes, name: "fuzz.model") else { return }
+    if let ids = try? tokenizer.encode("Once upon a time, héllo 🙂\n", addBOS: false) {
+        require(ids.allSatisfy { $0 >= 0 && $0 < tokenizer.vocabSize }, "encoded ids are in the vocabulary")
+        _ = tokenizer.decode(ids)
+    }
+    _ = tokenizer.decode(Array(0..<min(tokenizer.vocabSize, 64)))
 }
 
 /// One line of a batch file: plain text or a JSON request.
