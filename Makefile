@@ -4,6 +4,8 @@
 SWIFT      ?= swift
 PYTHON     ?= python3
 SYSTEM_PACKAGES := libblas-dev libopenblas0-pthread libsentencepiece-dev
+# What `make test` needs besides (the CLI tests measure peak memory with /usr/bin/time).
+TEST_PACKAGES   := time python3-venv
 TEST_VENV  := .venv-test
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMPT     ?= Once upon a time
@@ -14,7 +16,7 @@ all: build
 
 # Install the system libraries Quill links against, only when one is missing.
 deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	@missing=""; for p in $(SYSTEM_PACKAGES) $(EXTRA_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -29,6 +31,7 @@ build: deps
 run: build
 	.build/release/quill --echo -p "$(PROMPT)" -n 256 --verbose
 
+test: EXTRA_PACKAGES = $(TEST_PACKAGES)
 test: deps test-swift test-python fuzz-smoke
 
 test-swift:
