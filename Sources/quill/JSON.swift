@@ -1,4 +1,5 @@
 import Foundation
+import Quill
 
 /// A JSON value written with its keys in the order given (JSONSerialization would sort or
 /// shuffle them, and readers of Quill's output look at it).
@@ -28,19 +29,6 @@ indirect enum JSON {
         }
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    /// `s` as a JSON string literal (the library's quoting, shared with the batch reader).
+    static func quote(_ s: String) -> String { JSONValue.quote(s) }
 }
