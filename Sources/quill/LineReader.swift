@@ -23,10 +23,12 @@ struct LineReader {
     let maximumLineBytes: Int
     private var buffer: [UInt8] = []
     private var start = 0           // first unconsumed byte of `buffer`
+    private var searched = 0        // bytes from `start` already known to hold no newline
     private var ended = false
     private var lineNumber = 0
     private var discarding = false  // inside a line that is already too long
     private var atFileStart = true
+    private var chunk = [UInt8](repeating: 0, count: 1 << 16)  // one read's bytes, reused
 
     init(fd: Int32, name: String, maximumLineBytes: Int) {
         self.fd = fd
@@ -39,9 +41,10 @@ struct LineReader {
     mutating func next(canWait: Bool) throws(InputError) -> Item {
         while true {
             if interrupted() { return .end }
-            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+            if let newline = buffer[(start + searched)...].firstIndex(of: 0x0A) {
                 var line = Array(buffer[start..<newline])
                 start = newline + 1
+                searched = 0
                 compact()
                 lineNumber += 1
                 if discarding {
@@ -56,6 +59,7 @@ struct LineReader {
                 let line = Array(buffer[start...])
                 buffer.removeAll()
                 start = 0
+                searched = 0
                 lineNumber += 1
                 if discarding {
                     discarding = false
@@ -63,11 +67,13 @@ struct LineReader {
                 }
                 return .line(stripBOM(line), number: lineNumber)
             }
+            searched = buffer.count - start
             if buffer.count - start > maximumLineBytes {
                 // Keep reading this line, but not its bytes.
                 discarding = true
                 buffer.removeAll(keepingCapacity: true)
                 start = 0
+                searched = 0
             }
             if !canWait && !readable() { return .notReady }
             try fill()
@@ -94,7 +100,6 @@ struct LineReader {
     }
 
     private mutating func fill() throws(InputError) {
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {

@@ -108,7 +108,11 @@ final class Child {
         var path = CLI.executable.path
         if memoryLimitMB != nil || directory != nil {
             var script = ""
-            if let memoryLimitMB { script += "ulimit -v \(memoryLimitMB * 1024) || exit 97; " }
+            // AddressSanitizer reserves terabytes of address space for its shadow memory, so an
+            // address-space cap would stop a sanitized quill before it starts (`make sanitize`
+            // says so with QUILL_SANITIZED_BUILD); peak RSS is still measured and checked.
+            let sanitized = ProcessInfo.processInfo.environment["QUILL_SANITIZED_BUILD"] != nil
+            if let memoryLimitMB, !sanitized { script += "ulimit -v \(memoryLimitMB * 1024) || exit 97; " }
             if let directory { script += "cd '\(directory)' || exit 98; " }
             if memoryLimitMB != nil && FileManager.default.isExecutableFile(atPath: "/usr/bin/time") {
                 let report = FileManager.default.temporaryDirectory.appendingPathComponent("quill-rss-\(UUID())").path
