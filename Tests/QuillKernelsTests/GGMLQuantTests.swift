@@ -36,7 +36,7 @@ struct GGMLFixture {
     }
 
     /// Row r's bytes, placed `misalignment` bytes past a 64-byte boundary.
-    func rowBytes(_ r: Int, misalignment: Int) -> ByteView {
+    func row(_ r: Int, misalignment: Int) -> ByteView {
         let row = Array(packed[r * bytesPerRow ..< (r + 1) * bytesPerRow])
         return ByteBuffer([UInt8](repeating: 0xA5, count: misalignment) + row).view
             .slice(offset: misalignment, count: bytesPerRow)
@@ -94,7 +94,7 @@ final class GGMLQuantTests: XCTestCase {
             // Each row at every misalignment within a 4-byte word, then all rows as one long row.
             for r in fixture.rows.indices {
                 for misalignment in [0, 1, 2, 3] {
-                    let got = GGMLQuants.dequantize(type, bytes: fixture.rowBytes(r, misalignment: misalignment),
+                    let got = GGMLQuants.dequantize(type, bytes: fixture.row(r, misalignment: misalignment),
                                                     count: fixture.valuesPerRow)
                     assertSameBits(got, fixture.expectedRow(r), type: type,
                                    "\(fixture.name) row \(r) (\(fixture.rows[r])), misaligned by \(misalignment)")
@@ -134,7 +134,7 @@ final class GGMLQuantTests: XCTestCase {
                 let w = fixture.expectedRow(r)
                 guard w.allSatisfy(\.isFinite) else { continue }
                 let x = random.array(fixture.valuesPerRow)
-                let got = GGMLQuants.dot(type, bytes: fixture.rowBytes(r, misalignment: r % 4), x)
+                let got = GGMLQuants.dot(type, bytes: fixture.row(r, misalignment: r % 4), x)
                 var exact = 0.0, magnitude = 0.0
                 for (a, b) in zip(w, x) {
                     exact += Double(a) * Double(b)
