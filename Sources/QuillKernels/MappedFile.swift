@@ -103,4 +103,11 @@ public final class MappedFile: @unchecked Sendable {
         guard let base, count > 0 else { return Int8Buffer([]).view }
         return Int8View(pointer: (base + offset).assumingMemoryBound(to: Int8.self), count: count, owner: self)
     }
+
+    /// The bytes `offset ..< offset + count` as a view into the mapping (packed GGUF blocks).
+    public func byteView(at offset: Int, count: Int) -> ByteView {
+        precondition(offset >= 0 && count >= 0 && offset <= byteCount - count, "read out of bounds")
+        guard let base, count > 0 else { return ByteBuffer([]).view }
+        return ByteView(pointer: base + offset, count: count, owner: self)
+    }
 }

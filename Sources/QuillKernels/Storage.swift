@@ -148,3 +148,48 @@ public final class Int8Buffer: @unchecked Sendable {
 
     public var view: Int8View { Int8View(pointer: UnsafePointer(pointer), count: count, owner: self) }
 }
+
+/// Read-only bytes in memory owned by someone else (packed GGUF blocks in a mapping, or a
+/// ByteBuffer). No alignment is assumed: GGUF aligns tensors only to 32 bytes and its blocks are
+/// 18, 22, 34, 144, 176 or 210 bytes long.
+public struct ByteView: @unchecked Sendable {
+    let pointer: UnsafeRawPointer
+    /// Number of bytes.
+    public let count: Int
+    let owner: AnyObject
+
+    init(pointer: UnsafeRawPointer, count: Int, owner: AnyObject) {
+        self.pointer = pointer
+        self.count = count
+        self.owner = owner
+    }
+
+    /// Bytes `offset ..< offset + length`.
+    public func slice(offset: Int, count length: Int) -> ByteView {
+        precondition(offset >= 0 && length >= 0 && offset <= count - length, "slice out of bounds")
+        return ByteView(pointer: pointer + offset, count: length, owner: owner)
+    }
+
+    public subscript(index: Int) -> UInt8 {
+        precondition(index >= 0 && index < count, "index out of range")
+        return pointer.load(fromByteOffset: index, as: UInt8.self)
+    }
+}
+
+/// Owned bytes (for blocks built in memory, e.g. by tests).
+public final class ByteBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    public let count: Int
+
+    public init(_ bytes: [UInt8]) {
+        count = bytes.count
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+        bytes.withUnsafeBytes { source in
+            if let base = source.baseAddress { pointer.copyMemory(from: base, byteCount: count) }
+        }
+    }
+
+    deinit { pointer.deallocate() }
+
+    public var view: ByteView { ByteView(pointer: UnsafeRawPointer(pointer), count: count, owner: self) }
+}

@@ -1,5 +1,6 @@
 // Umbrella header of the C part of the kernels.
 #include "q8_kernels.h"
+#include "ggml_quants.h"
 #include "gemm_kernels.h"
 #include "activations.h"
 #include "blas_loader.h"

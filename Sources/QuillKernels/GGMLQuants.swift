@@ -1,0 +1,116 @@
+import CQuillKernels
+
+/// The GGUF tensor storage types Quill decodes, by their ggml type id (the number a GGUF tensor
+/// info stores). Every other id is refused by name (`GGMLType.name(ofID:)`).
+public enum GGMLType: Int, CaseIterable, Sendable {
+    case f32 = 0
+    case f16 = 1
+    case q4_0 = 2
+    case q5_0 = 6
+    case q8_0 = 8
+    case q4_K = 12
+    case q5_K = 13
+    case q6_K = 14
+    case bf16 = 30
+
+    /// ggml's name for the type, as in messages and llama.cpp's tools: "Q4_K", "BF16".
+    public var name: String { Self.name(ofID: rawValue) }
+
+    /// Values per block: 1 for F32, F16 and BF16, 32 for Q8_0, Q4_0 and Q5_0, 256 for the K types.
+    public var blockSize: Int { Int(ggml_block_size(Int32(rawValue))) }
+
+    /// Bytes per block.
+    public var bytesPerBlock: Int { Int(ggml_block_bytes(Int32(rawValue))) }
+
+    /// Bytes of a row of `count` values; `count` must be a multiple of the block size.
+    public func rowBytes(count: Int) -> Int {
+        precondition(count >= 0 && count % blockSize == 0,
+                     "\(name) rows hold a multiple of \(blockSize) values, got \(count)")
+        return count / blockSize * bytesPerBlock
+    }
+
+    /// ggml's name for any type id (those of gguf-py 0.19's GGMLQuantizationType), so that a
+    /// type Quill does not decode can be refused by name; "type N" for an id ggml does not define.
+    public static func name(ofID id: Int) -> String {
+        switch id {
+        case 0: "F32"
+        case 1: "F16"
+        case 2: "Q4_0"
+        case 3: "Q4_1"
+        case 6: "Q5_0"
+        case 7: "Q5_1"
+        case 8: "Q8_0"
+        case 9: "Q8_1"
+        case 10: "Q2_K"
+        case 11: "Q3_K"
+        case 12: "Q4_K"
+        case 13: "Q5_K"
+        case 14: "Q6_K"
+        case 15: "Q8_K"
+        case 16: "IQ2_XXS"
+        case 17: "IQ2_XS"
+        case 18: "IQ3_XXS"
+        case 19: "IQ1_S"
+        case 20: "IQ4_NL"
+        case 21: "IQ3_S"
+        case 22: "IQ2_S"
+        case 23: "IQ4_XS"
+        case 24: "I8"
+        case 25: "I16"
+        case 26: "I32"
+        case 27: "I64"
+        case 28: "F64"
+        case 29: "IQ1_M"
+        case 30: "BF16"
+        case 34: "TQ1_0"
+        case 35: "TQ2_0"
+        case 39: "MXFP4"
+        case 40: "NVFP4"
+        case 41: "Q1_0"
+        default: "type \(id)"
+        }
+    }
+}
+
+/// Decoding of packed GGUF rows: exact dequantisation to float32 (the same bits as ggml's
+/// reference dequantize_row_* and gguf-py) and row dot products with float32 activations, in
+/// the summation order documented in `ggml_quants.h`.
+public enum GGMLQuants {
+    /// The row of `count` values stored as `type` at the start of `bytes`, as float32.
+    public static func dequantize(_ type: GGMLType, bytes: ByteView, count: Int) -> [Float] {
+        let needed = type.rowBytes(count: count)
+        precondition(needed <= bytes.count, "a \(type.name) row of \(count) values needs \(needed) bytes, got \(bytes.count)")
+        return [Float](unsafeUninitializedCapacity: count) { out, initialized in
+            if count > 0 {
+                let status = ggml_dequantize_row(Int32(type.rawValue), bytes.pointer, out.baseAddress!, Int64(count))
+                precondition(status == 0, "ggml_dequantize_row refused \(type.name) × \(count)")
+            }
+            initialized = count
+        }
+    }
+
+    /// Σ_i w[i] · x[i] for the row w of `x.count` values stored as `type` at the start of `bytes`.
+    public static func dot(_ type: GGMLType, bytes: ByteView, _ x: [Float]) -> Float {
+        let needed = type.rowBytes(count: x.count)
+        precondition(needed <= bytes.count, "a \(type.name) row of \(x.count) values needs \(needed) bytes, got \(bytes.count)")
+        var result: Float = 0
+        x.withUnsafeBufferPointer { input in
+            guard let base = input.baseAddress else { return }
+            let status = ggml_dot_row(Int32(type.rawValue), bytes.pointer, base, Int64(x.count), &result)
+            precondition(status == 0, "ggml_dot_row refused \(type.name) × \(x.count)")
+        }
+        return result
+    }
+
+    /// One IEEE half (its bits) as float32: exact for every value; a NaN keeps its sign and
+    /// payload and is quieted.
+    public static func float(fromHalfBits bits: UInt16) -> Float { ggml_fp16_to_fp32(bits) }
+
+    /// The path of the F16 conversion: "f16c" or "portable".
+    public static var halfConversionPath: String { String(cString: ggml_f16_path_name()) }
+
+    /// Selects the F16 conversion path ("portable", "f16c", "auto"); false when this CPU cannot
+    /// run it. For tests that compare the paths.
+    @discardableResult
+    public static func forceHalfConversionPath(_ name: String) -> Bool { ggml_f16_force_path(name) != 0 }
+}
