@@ -102,11 +102,11 @@ public struct GGUFFile: Sendable {
         let tensorCount = try reader.uint64("the tensor count")
         let metadataCount = try reader.uint64("the metadata count")
         guard metadataCount <= UInt64(reader.remaining / 13) else {
-            throw reader.error("the header claims \(metadataCount) metadata entries, more than the "
+            throw reader.error("the metadata count in the header, \(metadataCount), is more than the "
                 + "\(groupedDigits(reader.remaining)) bytes after it can hold")
         }
         guard tensorCount <= UInt64(reader.remaining / 33) else {
-            throw reader.error("the header claims \(tensorCount) tensors, more than the "
+            throw reader.error("the tensor count in the header, \(tensorCount), is more than the "
                 + "\(groupedDigits(reader.remaining)) bytes after it can hold")
         }
 
@@ -199,7 +199,7 @@ public struct GGUFFile: Sendable {
                                              offset: Int(relative), dataOffset: dataOffset + Int(relative),
                                              byteCount: t.byteCount, elementCount: t.elementCount)
         }
-        let byStart = tensors.indices.sorted { tensors[$0].offset < tensors[$1].offset }
+        let byStart = tensors.indices.sorted { (tensors[$0].offset, $0) < (tensors[$1].offset, $1) }
         for (a, b) in zip(byStart, byStart.dropFirst()) where tensors[a].offset + tensors[a].byteCount > tensors[b].offset {
             throw reader.error("tensors \(quoted(tensors[a].name)) and \(quoted(tensors[b].name)) overlap "
                 + "(bytes \(tensors[a].offset)..<\(tensors[a].offset + tensors[a].byteCount) and "
