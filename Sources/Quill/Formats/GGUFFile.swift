@@ -31,8 +31,9 @@ public struct GGUFFile: Sendable {
     public static let defaultAlignment = 32
     /// Deepest array nesting accepted (an array of arrays is 2); real files use 1.
     public static let maximumArrayDepth = 8
-    /// Longest tensor name (GGUF's limit), and longest key (65,535 bytes).
+    /// Longest tensor name, in bytes (the GGUF specification's limit).
     public static let maximumTensorNameBytes = 64
+    /// Longest metadata key, in bytes (the GGUF specification's limit).
     public static let maximumKeyBytes = 65_535
 
     public let path: String
