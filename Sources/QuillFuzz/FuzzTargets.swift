@@ -7,11 +7,12 @@ import QuillCommandLine
 /// a sanitizer report is a defect. Properties that must hold for accepted input are checked
 /// with `require`, which traps (and so is reported) when they fail.
 enum FuzzTarget: String, CaseIterable {
-    case checkpoint, tokenizer, batchLine = "batch-line", json, arguments
+    case checkpoint, gguf, tokenizer, batchLine = "batch-line", json, arguments
 
     func run(_ bytes: [UInt8]) {
         switch self {
         case .checkpoint: fuzzCheckpoint(bytes)
+        case .gguf: fuzzGGUF(bytes)
         case .tokenizer: fuzzTokenizer(bytes)
         case .batchLine: fuzzBatchLine(bytes)
         case .json: fuzzJSON(bytes)
@@ -37,6 +38,35 @@ private func fuzzCheckpoint(_ bytes: [UInt8]) {
           let cache = try? transformer.makeCache() else { return }
     let tokens = Array([0, c.vocabSize - 1].prefix(transformer.cacheCapacity))
     _ = transformer.prefill(tokens, startPosition: 0, cache: cache)
+}
+
+/// GGUF containers: whatever opens has every tensor inside the file, aligned, and apart from
+/// the others; every metadata value and tensor byte range can be read.
+private func fuzzGGUF(_ bytes: [UInt8]) {
+    guard let gguf = try? GGUFFile(bytes: bytes, path: "fuzz.gguf") else { return }
+    require([2, 3].contains(gguf.version), "only versions 2 and 3 open")
+    require(gguf.alignment > 0 && gguf.alignment & (gguf.alignment - 1) == 0, "the alignment is a power of two")
+    var end = 0
+    for tensor in gguf.tensors.sorted(by: { $0.offset < $1.offset }) {
+        require(tensor.offset >= end, "tensors do not overlap")
+        require(tensor.dataOffset == gguf.dataOffset + tensor.offset && tensor.offset % gguf.alignment == 0,
+                "tensor data is aligned")
+        require(tensor.byteCount > 0 && tensor.dataOffset + tensor.byteCount <= bytes.count, "tensors lie inside the file")
+        require((1...4).contains(tensor.dimensions.count) && tensor.dimensions.allSatisfy { $0 >= 1 },
+                "one to four dimensions, none empty")
+        end = tensor.offset + tensor.byteCount
+        _ = gguf.file.bytes(at: tensor.dataOffset, count: 1)
+        _ = gguf.file.bytes(at: tensor.dataOffset + tensor.byteCount - 1, count: 1)
+        if tensor.type == .f32 { _ = gguf.file.floats(at: tensor.dataOffset, count: tensor.elementCount) }
+        _ = try? gguf.requireReadable(tensor)
+    }
+    for entry in gguf.metadata {
+        require(gguf.value(entry.key) == entry.value || entry.value != entry.value, "each key finds its value")
+        _ = entry.value.typeName
+        _ = try? gguf.integer(entry.key)
+        _ = try? gguf.stringArray(entry.key)
+        _ = try? gguf.integerArray(entry.key)
+    }
 }
 
 /// SentencePiece model files, loaded from bytes.

@@ -83,6 +83,30 @@ public final class MappedFile: @unchecked Sendable {
         return UInt32(littleEndian: base!.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
+    public func uint8(at offset: Int) -> UInt8 {
+        precondition(offset >= 0 && offset + 1 <= byteCount, "read out of bounds")
+        return base!.load(fromByteOffset: offset, as: UInt8.self)
+    }
+
+    public func uint16(at offset: Int) -> UInt16 {
+        precondition(offset >= 0 && offset + 2 <= byteCount, "read out of bounds")
+        return UInt16(littleEndian: base!.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+    }
+
+    public func uint64(at offset: Int) -> UInt64 {
+        precondition(offset >= 0 && offset + 8 <= byteCount, "read out of bounds")
+        return UInt64(littleEndian: base!.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+    }
+
+    /// The bytes `offset ..< offset + count` as a string, or nil when they are not valid UTF-8
+    /// (read in place: no intermediate array).
+    public func utf8String(at offset: Int, count: Int) -> String? {
+        precondition(offset >= 0 && count >= 0 && offset + count <= byteCount, "read out of bounds")
+        guard let base, count > 0 else { return "" }
+        return String(validating: UnsafeBufferPointer(start: (base + offset).assumingMemoryBound(to: UInt8.self),
+                                                      count: count), as: UTF8.self)
+    }
+
     /// `count` float32 values starting at byte `offset`, as a view into the mapping.
     /// A misaligned offset (possible after int8 data) is served from an aligned copy.
     public func floats(at offset: Int, count: Int) -> FloatView {
