@@ -1,7 +1,8 @@
 import CQuillKernels
 
 /// The GGUF tensor storage types Quill decodes, by their ggml type id (the number a GGUF tensor
-/// info stores). Every other id is refused by name (`GGMLType.name(ofID:)`).
+/// info stores). The container's table of every ggml id (`GGUFTensorType` in the Quill library)
+/// names the others, so a type Quill does not decode is refused by name.
 public enum GGMLType: Int, CaseIterable, Sendable {
     case f32 = 0
     case f16 = 1
@@ -14,7 +15,19 @@ public enum GGMLType: Int, CaseIterable, Sendable {
     case bf16 = 30
 
     /// ggml's name for the type, as in messages and llama.cpp's tools: "Q4_K", "BF16".
-    public var name: String { Self.name(ofID: rawValue) }
+    public var name: String {
+        switch self {
+        case .f32: "F32"
+        case .f16: "F16"
+        case .q4_0: "Q4_0"
+        case .q5_0: "Q5_0"
+        case .q8_0: "Q8_0"
+        case .q4_K: "Q4_K"
+        case .q5_K: "Q5_K"
+        case .q6_K: "Q6_K"
+        case .bf16: "BF16"
+        }
+    }
 
     /// Values per block: 1 for F32, F16 and BF16, 32 for Q8_0, Q4_0 and Q5_0, 256 for the K types.
     public var blockSize: Int { Int(ggml_block_size(Int32(rawValue))) }
@@ -27,48 +40,6 @@ public enum GGMLType: Int, CaseIterable, Sendable {
         precondition(count >= 0 && count % blockSize == 0,
                      "\(name) rows hold a multiple of \(blockSize) values, got \(count)")
         return count / blockSize * bytesPerBlock
-    }
-
-    /// ggml's name for any type id (those of gguf-py 0.19's GGMLQuantizationType), so that a
-    /// type Quill does not decode can be refused by name; "type N" for an id ggml does not define.
-    public static func name(ofID id: Int) -> String {
-        switch id {
-        case 0: "F32"
-        case 1: "F16"
-        case 2: "Q4_0"
-        case 3: "Q4_1"
-        case 6: "Q5_0"
-        case 7: "Q5_1"
-        case 8: "Q8_0"
-        case 9: "Q8_1"
-        case 10: "Q2_K"
-        case 11: "Q3_K"
-        case 12: "Q4_K"
-        case 13: "Q5_K"
-        case 14: "Q6_K"
-        case 15: "Q8_K"
-        case 16: "IQ2_XXS"
-        case 17: "IQ2_XS"
-        case 18: "IQ3_XXS"
-        case 19: "IQ1_S"
-        case 20: "IQ4_NL"
-        case 21: "IQ3_S"
-        case 22: "IQ2_S"
-        case 23: "IQ4_XS"
-        case 24: "I8"
-        case 25: "I16"
-        case 26: "I32"
-        case 27: "I64"
-        case 28: "F64"
-        case 29: "IQ1_M"
-        case 30: "BF16"
-        case 34: "TQ1_0"
-        case 35: "TQ2_0"
-        case 39: "MXFP4"
-        case 40: "NVFP4"
-        case 41: "Q1_0"
-        default: "type \(id)"
-        }
     }
 }
 

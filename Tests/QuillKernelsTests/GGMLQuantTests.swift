@@ -79,13 +79,8 @@ final class GGMLQuantTests: XCTestCase {
             XCTAssertEqual(type.blockSize, blockSize, type.name)
             XCTAssertEqual(type.bytesPerBlock, bytes, type.name)
         }
-        // Types Quill does not decode have no case, and are named for the refusal message.
-        for (id, name) in [(3, "Q4_1"), (10, "Q2_K"), (16, "IQ2_XXS"), (23, "IQ4_XS"), (39, "MXFP4")] {
-            XCTAssertNil(GGMLType(rawValue: id))
-            XCTAssertEqual(GGMLType.name(ofID: id), name)
-        }
-        XCTAssertEqual(GGMLType.name(ofID: 4), "type 4")
-        XCTAssertEqual(GGMLType.name(ofID: 999), "type 999")
+        // Types Quill does not decode have no case (the GGUF reader names them).
+        for id in [3, 4, 10, 16, 23, 39, 999] { XCTAssertNil(GGMLType(rawValue: id)) }
     }
 
     func testDequantisationEqualsTheGGUFPackageBitForBit() throws {

@@ -74,14 +74,21 @@ final class GGUFTests: XCTestCase {
         XCTAssertGreaterThan(types.count, 30)
         for (name, layout) in types {
             let numbers = try XCTUnwrap(layout.items?.compactMap(\.int))
-            let type = GGMLType(id: UInt32(numbers[0]))
+            let type = GGUFTensorType(id: UInt32(numbers[0]))
             XCTAssertEqual(type.name, name)
             XCTAssertEqual(type.blockSize, numbers[1], name)
             XCTAssertEqual(type.bytesPerBlock, numbers[2], name)
         }
-        XCTAssertEqual(GGMLType(id: 4).name, "type 4")
-        XCTAssertFalse(GGMLType(id: 999).isKnown)
-        XCTAssertEqual(GGMLType.readByQuill.map(\.name), ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q5_K", "Q6_K"])
+        XCTAssertEqual(GGUFTensorType(id: 4).name, "type 4")
+        XCTAssertFalse(GGUFTensorType(id: 999).isKnown)
+        // The container's table and the kernels agree on which types are read and how they are laid out.
+        XCTAssertEqual(Set(GGUFTensorType.readByQuill.compactMap(\.decoded)), Set(GGMLType.allCases))
+        for type in GGMLType.allCases {
+            let entry = GGUFTensorType(id: UInt32(type.rawValue))
+            XCTAssertEqual([entry.name, "\(entry.blockSize!)", "\(entry.bytesPerBlock!)"],
+                           [type.name, "\(type.blockSize)", "\(type.bytesPerBlock)"])
+        }
+        XCTAssertEqual(GGUFTensorType.readByQuill.map(\.name), ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q5_K", "Q6_K"])
     }
 
     // MARK: - Typed accessors

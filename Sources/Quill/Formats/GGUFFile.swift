@@ -6,7 +6,7 @@ public struct GGUFTensorInfo: Equatable, Sendable {
     /// ggml order: `dimensions[0]` is the row length (the fastest-varying index), so a matrix
     /// of `out` rows of `in` values is `[in, out]`. One to four entries, each at least 1.
     public let dimensions: [Int]
-    public let type: GGMLType
+    public let type: GGUFTensorType
     /// Offset of the data from the start of the data section, as stored (a multiple of the
     /// alignment).
     public let offset: Int
@@ -162,7 +162,7 @@ public struct GGUFFile: Sendable {
                 elementCount = product
                 dimensions.append(Int(size))
             }
-            let type = GGMLType(id: try reader.uint32("the type of \(what)"))
+            let type = GGUFTensorType(id: try reader.uint32("the type of \(what)"))
             guard let blockSize = type.blockSize, let bytesPerBlock = type.bytesPerBlock else {
                 throw reader.error("\(what) has unknown ggml type \(type.id)")
             }
@@ -231,7 +231,7 @@ public struct GGUFFile: Sendable {
     /// Refuses a tensor whose type Quill's kernels do not read, naming the tensor and the type.
     public func requireReadable(_ tensor: GGUFTensorInfo) throws(CheckpointError) {
         guard tensor.type.isReadByQuill else {
-            let names = GGMLType.readByQuill.map(\.name).joined(separator: ", ")
+            let names = GGUFTensorType.readByQuill.map(\.name).joined(separator: ", ")
             throw error("tensor \(quoted(tensor.name)) is \(tensor.type.name); Quill does not read this type "
                 + "(it reads \(names))")
         }

@@ -1,25 +1,32 @@
-/// A ggml tensor type, by its id in GGUF tensor infos (the numbering of ggml's `enum ggml_type`).
+import QuillKernels
+
+/// The storage type a GGUF tensor info declares, by its id (the numbering of ggml's `enum
+/// ggml_type`), whether or not Quill computes with it; `decoded` is the kernels' type for the
+/// ones it does.
 /// Every known type has a name for messages ("IQ2_XS") and its block layout: `blockSize`
 /// consecutive values of a row are stored in `bytesPerBlock` bytes.
-public struct GGMLType: Hashable, Sendable, CustomStringConvertible {
+public struct GGUFTensorType: Hashable, Sendable, CustomStringConvertible {
     /// The id stored in the file.
     public let id: UInt32
 
     public init(id: UInt32) { self.id = id }
 
-    public static let f32 = GGMLType(id: 0)
-    public static let f16 = GGMLType(id: 1)
-    public static let q4_0 = GGMLType(id: 2)
-    public static let q5_0 = GGMLType(id: 6)
-    public static let q8_0 = GGMLType(id: 8)
-    public static let q4_K = GGMLType(id: 12)
-    public static let q5_K = GGMLType(id: 13)
-    public static let q6_K = GGMLType(id: 14)
-    public static let bf16 = GGMLType(id: 30)
+    public static let f32 = GGUFTensorType(id: 0)
+    public static let f16 = GGUFTensorType(id: 1)
+    public static let q4_0 = GGUFTensorType(id: 2)
+    public static let q5_0 = GGUFTensorType(id: 6)
+    public static let q8_0 = GGUFTensorType(id: 8)
+    public static let q4_K = GGUFTensorType(id: 12)
+    public static let q5_K = GGUFTensorType(id: 13)
+    public static let q6_K = GGUFTensorType(id: 14)
+    public static let bf16 = GGUFTensorType(id: 30)
 
     /// The types Quill's kernels read; a tensor of any other known type loads as a container
     /// entry, and the model reader refuses it by name.
-    public static let readByQuill: [GGMLType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q5_0, .q4_K, .q5_K, .q6_K]
+    public static let readByQuill: [GGUFTensorType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q5_0, .q4_K, .q5_K, .q6_K]
+
+    /// The kernels' type for this id, when Quill decodes it.
+    public var decoded: GGMLType? { GGMLType(rawValue: Int(id)) }
 
     /// (name, values per block, bytes per block), indexed by id; nil for ids ggml never used or
     /// retired (4, 5: Q4_2, Q4_3; 31…33 and 36…38: repacked layouts no longer written to files).
@@ -65,13 +72,13 @@ public struct GGMLType: Hashable, Sendable, CustomStringConvertible {
     ]
 
     private var entry: (name: String, blockSize: Int, bytesPerBlock: Int)? {
-        id < GGMLType.table.count ? GGMLType.table[Int(id)] : nil
+        id < GGUFTensorType.table.count ? GGUFTensorType.table[Int(id)] : nil
     }
 
     /// Whether ggml defines this id (so its block layout is known).
     public var isKnown: Bool { entry != nil }
     /// Whether Quill's kernels read this type.
-    public var isReadByQuill: Bool { GGMLType.readByQuill.contains(self) }
+    public var isReadByQuill: Bool { decoded != nil }
     /// Values per block (1 for plain types); nil for an unknown id.
     public var blockSize: Int? { entry?.blockSize }
     /// Bytes per block; nil for an unknown id.
