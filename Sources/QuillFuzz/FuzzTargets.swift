@@ -32,7 +32,7 @@ private func fuzzCheckpoint(_ bytes: [UInt8]) {
     let c = checkpoint.config
     require(checkpoint.byteCount == bytes.count, "a loaded checkpoint covers the whole input")
     guard c.parameterCount <= 1 << 20, c.hiddenDim <= 1 << 12, c.dim <= 1 << 10 else { return }
-    _ = checkpoint.firstNonFiniteWeight()
+    _ = checkpoint.weights.firstNonFiniteWeight()
     guard let transformer = try? Transformer(checkpoint: checkpoint, maxRows: 2, threads: 1,
                                              cacheCapacity: min(2, c.contextLength)),
           let cache = try? transformer.makeCache() else { return }

@@ -11,7 +11,7 @@ public final class RotaryTable: @unchecked Sendable {
 
     /// A table for positions `0 ..< contextLength` (the positions a run can reach, not
     /// necessarily the model's whole context).
-    public init(contextLength: Int, headSize: Int, theta: Double = 10000) throws(AllocationError) {
+    public init(contextLength: Int, headSize: Int, theta: Double) throws(AllocationError) {
         precondition(headSize % 2 == 0, "RoPE needs an even head size")
         self.contextLength = contextLength
         self.headSize = headSize

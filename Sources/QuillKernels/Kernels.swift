@@ -269,7 +269,7 @@ public enum Kernels {
     /// RMSNorm of each of `n` rows of length `dim`: out = x / sqrt(mean(x²) + eps) * weight.
     public static func rmsnorm(
         input x: FloatBuffer, weight: FloatView, rows n: Int, dim: Int,
-        output out: FloatBuffer, epsilon: Float = 1e-5
+        output out: FloatBuffer, epsilon: Float
     ) {
         precondition(weight.count == dim && n * dim <= x.count && n * dim <= out.count, "rmsnorm sizes")
         let w = weight.pointer

@@ -182,12 +182,13 @@ final class KernelTests: XCTestCase {
         let dim = 19, n = 3
         let x = random.array(n * dim), weight = random.array(dim)
         let out = FloatBuffer(count: n * dim)
-        Kernels.rmsnorm(input: FloatBuffer(x), weight: FloatView(FloatBuffer(weight)), rows: n, dim: dim, output: out)
+        Kernels.rmsnorm(input: FloatBuffer(x), weight: FloatView(FloatBuffer(weight)), rows: n, dim: dim, output: out,
+                        epsilon: 1e-3)
         var expected: [Float] = []
         for r in 0..<n {
             let row = x[r * dim..<(r + 1) * dim]
             let meanSquare = row.map { Double($0 * $0) }.reduce(0, +) / Double(dim)
-            let scale = 1 / (meanSquare + 1e-5).squareRoot()
+            let scale = 1 / (meanSquare + 1e-3).squareRoot()
             expected += zip(row, weight).map { Float(Double($0) * scale * Double($1)) }
         }
         assertClose(out.array(), expected, tolerance: 1e-5)
@@ -254,7 +255,7 @@ final class KernelTests: XCTestCase {
     func testRoPERotatesAdjacentPairsPerHead() throws {
         var random = TestValues(seed: 5)
         let headSize = 6, width = 12, positions = [0, 3, 17]
-        let table = try RotaryTable(contextLength: 20, headSize: headSize)
+        let table = try RotaryTable(contextLength: 20, headSize: headSize, theta: 500_000)
         let x = random.array(positions.count * width)
         let buffer = FloatBuffer(x)
         Kernels.rope(buffer, rows: positions.count, width: width, positions: positions, table: table)
@@ -262,7 +263,7 @@ final class KernelTests: XCTestCase {
         for (r, position) in positions.enumerated() {
             for head in stride(from: 0, to: width, by: headSize) {
                 for i in 0..<headSize / 2 {
-                    let angle = Double(position) * pow(10000, -Double(2 * i) / Double(headSize))
+                    let angle = Double(position) * pow(500_000, -Double(2 * i) / Double(headSize))
                     let a = Double(x[r * width + head + 2 * i]), b = Double(x[r * width + head + 2 * i + 1])
                     expected[r * width + head + 2 * i] = Float(a * cos(angle) - b * sin(angle))
                     expected[r * width + head + 2 * i + 1] = Float(a * sin(angle) + b * cos(angle))

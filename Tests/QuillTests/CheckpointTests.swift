@@ -77,7 +77,7 @@ final class CheckpointTests: XCTestCase {
         let checkpoint = try Checkpoint(path: try TestPaths.shared("stories260K.bin"))
         XCTAssertEqual(checkpoint.format, .version0)
         XCTAssertEqual(checkpoint.config, ModelConfig(dim: 64, hiddenDim: 172, layerCount: 5, headCount: 8, kvHeadCount: 4,
-                                                      vocabSize: 512, contextLength: 512, sharedClassifier: true))
+                                                      vocabSize: 512, contextLength: 512, sharedClassifier: true, normEpsilon: 1e-5, ropeTheta: 10000))
     }
 
     func testTruncatedFileNamesBothSizes() throws {

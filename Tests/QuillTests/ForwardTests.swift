@@ -9,7 +9,9 @@ struct ReferenceModel {
     let c: ModelConfig
     let matrices: [String: [Double]]
 
-    init(checkpoint: Checkpoint) {
+    init(checkpoint: Checkpoint) { self.init(weights: checkpoint.weights) }
+
+    init(weights checkpoint: ModelWeights) {
         c = checkpoint.config
         var m: [String: [Double]] = [:]
         func all(_ w: WeightMatrix) -> [Double] { (0..<w.rows).flatMap { w.rowValues($0) }.map(Double.init) }
@@ -32,7 +34,7 @@ struct ReferenceModel {
     }
 
     private func rmsnorm(_ x: [Double], _ w: [Double]) -> [Double] {
-        let scale = 1 / (x.map { $0 * $0 }.reduce(0, +) / Double(x.count) + 1e-5).squareRoot()
+        let scale = 1 / (x.map { $0 * $0 }.reduce(0, +) / Double(x.count) + Double(c.normEpsilon)).squareRoot()
         return zip(x, w).map { $0 * scale * $1 }
     }
 
@@ -41,7 +43,7 @@ struct ReferenceModel {
         let hs = c.headSize
         for i in stride(from: 0, to: v.count, by: 2) {
             let pair = (i % hs) / 2
-            let angle = Double(position) * pow(10000, -Double(2 * pair) / Double(hs))
+            let angle = Double(position) * pow(c.ropeTheta, -Double(2 * pair) / Double(hs))
             out[i] = v[i] * cos(angle) - v[i + 1] * sin(angle)
             out[i + 1] = v[i] * sin(angle) + v[i + 1] * cos(angle)
         }
@@ -100,12 +102,32 @@ final class ForwardTests: XCTestCase {
     /// The KV-cached, one-token-at-a-time logits equal an independent from-scratch
     /// recomputation at every length.
     func checkAgainstReference(_ checkpoint: Checkpoint, tokens: [Int], tolerance: Float) throws {
-        let reference = ReferenceModel(checkpoint: checkpoint)
-        let incremental = try tokenByToken(try Transformer(checkpoint: checkpoint), tokens)
+        try checkAgainstReference(checkpoint.weights, tokens: tokens, tolerance: tolerance)
+    }
+
+    func checkAgainstReference(_ checkpoint: ModelWeights, tokens: [Int], tolerance: Float) throws {
+        let reference = ReferenceModel(weights: checkpoint)
+        let incremental = try tokenByToken(try Transformer(weights: checkpoint), tokens)
         for length in 1...tokens.count {
             let expected = reference.logits(Array(tokens[..<length])).map { Float($0) }
             assertClose(incremental[length - 1], expected, tolerance: tolerance, "length \(length)")
         }
+    }
+
+    /// The norm epsilon and the RoPE base come from the model's configuration, not from the
+    /// kernels: values far from llama2.c's change the logits, and the reference follows them.
+    func testNormEpsilonAndRoPEBaseComeFromTheConfiguration() throws {
+        let original = try tinyCheckpoint().weights
+        var config = original.config
+        config.normEpsilon = 0.5
+        config.ropeTheta = 37
+        let changed = try ModelWeights(config: config, tokenEmbedding: original.tokenEmbedding, layers: original.layers,
+                                       finalNorm: original.finalNorm, classifier: original.classifier, source: "changed")
+        let tokens = [1, 9, 4, 33, 2, 60]
+        try checkAgainstReference(changed, tokens: tokens, tolerance: 2e-4)
+        let before = try tokenByToken(try Transformer(weights: original), tokens).last!
+        let after = try tokenByToken(try Transformer(weights: changed), tokens).last!
+        XCTAssertGreaterThan(zip(before, after).map { abs($0 - $1) }.max()!, 1e-2, "the values are used")
     }
 
     func testCachedLogitsEqualRecomputationTinyGQA() throws {
@@ -143,7 +165,7 @@ final class ForwardTests: XCTestCase {
     /// k block of the products (384), give the token-by-token logits at every position.
     func testLongPromptBlocksEqualTokenByToken() throws {
         let config = ModelConfig(dim: 64, hiddenDim: 400, layerCount: 2, headCount: 4, kvHeadCount: 2,
-                                 vocabSize: 67, contextLength: 200, sharedClassifier: false)
+                                 vocabSize: 67, contextLength: 200, sharedClassifier: false, normEpsilon: 1e-5, ropeTheta: 10000)
         let checkpoint = try tinyCheckpoint(config)
         let tokens = (0..<150).map { ($0 * 37 + $0 / 7) % config.vocabSize }
         let expected = try tokenByToken(try Transformer(checkpoint: checkpoint), tokens)

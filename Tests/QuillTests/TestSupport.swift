@@ -38,15 +38,8 @@ struct RandomWeights {
 
     func values(_ name: TensorName, _ layer: Int) -> [Float] {
         let c = config
-        let count: Int
-        switch name {
-        case .tokenEmbedding, .classifier: count = c.vocabSize * c.dim
-        case .attentionNorm, .ffnNorm, .finalNorm: count = c.dim
-        case .wq, .wo: count = c.dim * c.dim
-        case .wk, .wv: count = c.kvDim * c.dim
-        case .w1, .w3, .w2: count = c.hiddenDim * c.dim
-        case .ropeTables: count = 0
-        }
+        let (rows, cols) = c.shape(of: name)
+        let count = name == .ropeTables ? 0 : rows * cols
         var state = (seed &+ UInt64(layer) &* 7919 &+ UInt64(TensorName.allCases.firstIndex(of: name)!) &* 104_729)
             &* 0x9E37_79B9_7F4A_7C15 | 1
         let isNorm = [.attentionNorm, .ffnNorm, .finalNorm].contains(name)
@@ -70,7 +63,7 @@ struct RandomWeights {
 extension ModelConfig {
     /// A small grouped-query model with a separate classifier.
     static let tinyGQA = ModelConfig(dim: 48, hiddenDim: 80, layerCount: 2, headCount: 6, kvHeadCount: 2,
-                                     vocabSize: 67, contextLength: 40, sharedClassifier: false)
+                                     vocabSize: 67, contextLength: 40, sharedClassifier: false, normEpsilon: 1e-5, ropeTheta: 10000)
 }
 
 func assertClose(_ a: [Float], _ b: [Float], tolerance: Float, _ message: String = "",

@@ -9,11 +9,14 @@ public enum Benchmark {
     public static func shape(named name: String) -> ModelConfig? {
         switch name {
         case "15m": ModelConfig(dim: 288, hiddenDim: 768, layerCount: 6, headCount: 6, kvHeadCount: 6,
-                                vocabSize: 32000, contextLength: 256, sharedClassifier: true)
+                                vocabSize: 32000, contextLength: 256, sharedClassifier: true,
+                                normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
         case "42m": ModelConfig(dim: 512, hiddenDim: 1376, layerCount: 8, headCount: 8, kvHeadCount: 8,
-                                vocabSize: 32000, contextLength: 1024, sharedClassifier: true)
+                                vocabSize: 32000, contextLength: 1024, sharedClassifier: true,
+                                normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
         case "110m": ModelConfig(dim: 768, hiddenDim: 2048, layerCount: 12, headCount: 12, kvHeadCount: 12,
-                                 vocabSize: 32000, contextLength: 1024, sharedClassifier: true)
+                                 vocabSize: 32000, contextLength: 1024, sharedClassifier: true,
+                                normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
         default: nil
         }
     }
@@ -33,13 +36,8 @@ public enum Benchmark {
             case .attentionNorm, .ffnNorm, .finalNorm: return [Float](repeating: 1, count: c.dim)
             case .ropeTables: return []
             default:
-                let count: Int
-                switch name {
-                case .wq, .wo: count = c.dim * c.dim
-                case .wk, .wv: count = c.kvDim * c.dim
-                case .w1, .w2, .w3: count = c.hiddenDim * c.dim
-                default: count = c.vocabSize * c.dim
-                }
+                let (rows, cols) = c.shape(of: name)
+                let count = rows * cols
                 return (0..<count).map { _ in Float(Int32(truncatingIfNeeded: generator.next() >> 32)) / Float(Int32.max) * limit }
             }
         }

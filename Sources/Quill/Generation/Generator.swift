@@ -53,10 +53,10 @@ extension Transformer {
     }
 
     func nonFiniteLogitsError() -> GenerationError {
-        if let bad = checkpoint.firstNonFiniteWeight() {
-            return GenerationError("\(checkpoint.path): \(bad); the checkpoint is corrupt")
+        if let bad = weights.firstNonFiniteWeight() {
+            return GenerationError("\(weights.source): \(bad); the checkpoint is corrupt")
         }
-        return GenerationError("\(checkpoint.path): the model produced NaN or infinite logits although its weights "
+        return GenerationError("\(weights.source): the model produced NaN or infinite logits although its weights "
                                + "are finite (an activation overflowed)")
     }
 }

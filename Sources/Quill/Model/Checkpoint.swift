@@ -26,19 +26,6 @@ public enum CheckpointFormat: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The weights of one transformer layer, as views into the checkpoint.
-public struct LayerWeights: Sendable {
-    public let attentionNorm: FloatView  // (dim)
-    public let wq: WeightMatrix          // (dim, dim)
-    public let wk: WeightMatrix          // (kvDim, dim)
-    public let wv: WeightMatrix          // (kvDim, dim)
-    public let wo: WeightMatrix          // (dim, dim)
-    public let ffnNorm: FloatView        // (dim)
-    public let w1: WeightMatrix          // gate (hiddenDim, dim)
-    public let w2: WeightMatrix          // down (dim, hiddenDim)
-    public let w3: WeightMatrix          // up (hiddenDim, dim)
-}
-
 /// A loaded checkpoint: its configuration and its weights, which are views into the
 /// read-only memory mapping of the file (nothing is copied).
 public struct Checkpoint: Sendable {
@@ -51,11 +38,18 @@ public struct Checkpoint: Sendable {
     public let config: ModelConfig
     /// Size of the file in bytes.
     public let byteCount: Int
-    public let tokenEmbedding: WeightMatrix  // (vocab, dim)
-    public let layers: [LayerWeights]
-    public let finalNorm: FloatView          // (dim)
-    public let classifier: WeightMatrix      // (vocab, dim); the embedding when shared
+    /// The weights, as views into the mapping.
+    public let weights: ModelWeights
     let file: MappedFile
+
+    /// llama2.c's run.c uses these; its files have no field for them.
+    public static let normEpsilon: Float = 1e-5
+    public static let ropeTheta: Double = 10000
+
+    public var tokenEmbedding: WeightMatrix { weights.tokenEmbedding }
+    public var layers: [LayerWeights] { weights.layers }
+    public var finalNorm: FloatView { weights.finalNorm }
+    public var classifier: WeightMatrix { weights.classifier }
 
     /// Maps and validates the checkpoint at `path`.
     public init(path: String) throws(CheckpointError) {
@@ -130,7 +124,8 @@ public struct Checkpoint: Sendable {
         }
         let config = ModelConfig(dim: fields[0], hiddenDim: fields[1], layerCount: fields[2],
                                  headCount: fields[3], kvHeadCount: fields[4], vocabSize: vocab,
-                                 contextLength: fields[6], sharedClassifier: shared)
+                                 contextLength: fields[6], sharedClassifier: shared,
+                                 normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
         try Checkpoint.validate(config, format: format, path: path)
         var layout = try CheckpointLayout(config: config, format: format, path: path)
         if case .version2(let groupSize) = format, layout.byteCount == file.byteCount,
@@ -148,8 +143,8 @@ public struct Checkpoint: Sendable {
         self.config = config
         self.byteCount = file.byteCount
         let tensors = layout.tensors(in: file)
-        tokenEmbedding = tensors.matrix(.tokenEmbedding, layer: 0)
-        layers = (0..<config.layerCount).map { l in
+        let embedding = tensors.matrix(.tokenEmbedding, layer: 0)
+        let layers = (0..<config.layerCount).map { l in
             LayerWeights(
                 attentionNorm: tensors.vector(.attentionNorm, layer: l),
                 wq: tensors.matrix(.wq, layer: l), wk: tensors.matrix(.wk, layer: l),
@@ -158,12 +153,13 @@ public struct Checkpoint: Sendable {
                 w1: tensors.matrix(.w1, layer: l), w2: tensors.matrix(.w2, layer: l),
                 w3: tensors.matrix(.w3, layer: l))
         }
-        finalNorm = tensors.vector(.finalNorm, layer: 0)
-        classifier = shared ? tokenEmbedding : tensors.matrix(.classifier, layer: 0)
+        weights = try ModelWeights(
+            config: config, tokenEmbedding: embedding, layers: layers, finalNorm: tensors.vector(.finalNorm, layer: 0),
+            classifier: shared ? embedding : tensors.matrix(.classifier, layer: 0), source: path)
         // The small tensors are checked now; the large float32 ones are checked only if the
         // logits ever come out non-finite (`firstNonFiniteWeight`), which costs nothing on the
         // normal path.
-        if let bad = firstNonFiniteWeight(includingLargeFloatTensors: false) { throw fail(bad) }
+        if let bad = weights.firstNonFiniteWeight(includingLargeFloatTensors: false) { throw fail(bad) }
     }
 
     /// Both Q8_0 layouts have the same size. In llama2.c's own (interleaved) one, the bytes after

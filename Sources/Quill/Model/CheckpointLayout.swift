@@ -1,11 +1,5 @@
 import QuillKernels
 
-/// The tensors of a llama2.c checkpoint.
-public enum TensorName: CaseIterable, Sendable {
-    case tokenEmbedding, attentionNorm, wq, wk, wv, wo, ffnNorm, w1, w2, w3, finalNorm,
-         ropeTables, classifier
-}
-
 /// Byte offsets of every tensor for a given header, computed with overflow checks so an absurd
 /// header is an error, not a crash.
 struct CheckpointLayout {
@@ -48,25 +42,22 @@ struct CheckpointLayout {
             }
             return result
         }
-        let l = c.layerCount, d = c.dim, h = c.hiddenDim, kv = c.kvDim, v = c.vocabSize
-        // (name, layers, rows, cols) per format, in file order.
+        // (name, layers, rows, cols) per format, in file order; shapes from the one tensor table.
         typealias Spec = (TensorName, Int, Int, Int)
-        let norms: [Spec] = [(.attentionNorm, l, 1, d), (.ffnNorm, l, 1, d), (.finalNorm, 1, 1, d)]
-        let matrices: [Spec] = [
-            (.tokenEmbedding, 1, v, d), (.wq, l, d, d), (.wk, l, kv, d), (.wv, l, kv, d), (.wo, l, d, d),
-            (.w1, l, h, d), (.w2, l, d, h), (.w3, l, h, d),
-        ]
-        let classifier: [Spec] = c.sharedClassifier ? [] : [(.classifier, 1, v, d)]
+        func spec(_ name: TensorName) -> Spec {
+            let (rows, cols) = c.shape(of: name)
+            return (name, name.isPerLayer ? c.layerCount : name == .ropeTables ? 2 : 1, name == .ropeTables ? rows / 2 : rows, cols)
+        }
+        let norms = [TensorName.attentionNorm, .ffnNorm, .finalNorm].map(spec)
+        let matrices = [TensorName.tokenEmbedding, .wq, .wk, .wv, .wo, .w1, .w2, .w3].map(spec)
+        let classifier = c.sharedClassifier ? [] : [spec(.classifier)]
 
         var cursor: Int
         switch format {
         case .version0:
             cursor = Checkpoint.legacyHeaderSize
-            let order: [Spec] = [
-                (.tokenEmbedding, 1, v, d), (.attentionNorm, l, 1, d), (.wq, l, d, d), (.wk, l, kv, d),
-                (.wv, l, kv, d), (.wo, l, d, d), (.ffnNorm, l, 1, d), (.w1, l, h, d), (.w2, l, d, h),
-                (.w3, l, h, d), (.finalNorm, 1, 1, d), (.ropeTables, 2, c.contextLength, c.headSize / 2),
-            ] + classifier
+            let order = [TensorName.tokenEmbedding, .attentionNorm, .wq, .wk, .wv, .wo, .ffnNorm, .w1, .w2, .w3,
+                         .finalNorm, .ropeTables].map(spec) + classifier
             for (name, layers, rows, cols) in order {
                 let perLayer = try product(rows, cols)
                 entries[name] = Entry(offset: cursor, scaleOffset: 0, perLayer: perLayer, rows: rows, cols: cols)

@@ -1,4 +1,6 @@
-/// The hyperparameters of a Llama-architecture model, as stored in a checkpoint header.
+/// Every hyperparameter the forward pass uses: the kernels take these values, none is a kernel
+/// default. A format's reader fills them from its header or metadata (llama2.c files have no
+/// field for the norm epsilon and RoPE base; their reader supplies llama2.c's own values).
 public struct ModelConfig: Equatable, Sendable {
     /// Width of the residual stream.
     public var dim: Int
@@ -16,9 +18,13 @@ public struct ModelConfig: Equatable, Sendable {
     public var contextLength: Int
     /// Whether the output classifier reuses the token embedding matrix.
     public var sharedClassifier: Bool
+    /// ε of RMSNorm: x / sqrt(mean(x²) + ε).
+    public var normEpsilon: Float
+    /// The RoPE base θ: pair i of a head turns by position · θ^(−2i / headSize).
+    public var ropeTheta: Double
 
     public init(dim: Int, hiddenDim: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
-                vocabSize: Int, contextLength: Int, sharedClassifier: Bool) {
+                vocabSize: Int, contextLength: Int, sharedClassifier: Bool, normEpsilon: Float, ropeTheta: Double) {
         self.dim = dim
         self.hiddenDim = hiddenDim
         self.layerCount = layerCount
@@ -27,6 +33,8 @@ public struct ModelConfig: Equatable, Sendable {
         self.vocabSize = vocabSize
         self.contextLength = contextLength
         self.sharedClassifier = sharedClassifier
+        self.normEpsilon = normEpsilon
+        self.ropeTheta = ropeTheta
     }
 
     /// The largest context a header may declare (2^24 positions): beyond any real model, so a
@@ -40,7 +48,11 @@ public struct ModelConfig: Equatable, Sendable {
 
     /// Number of weights (norms included), with a shared classifier counted once.
     public var parameterCount: Int {
-        let perLayer = 2 * dim + 2 * dim * dim + 2 * kvDim * dim + 3 * dim * hiddenDim
-        return vocabSize * dim * (sharedClassifier ? 1 : 2) + layerCount * perLayer + dim
+        var count = 0
+        for name in TensorName.allCases where name != .ropeTables && !(name == .classifier && sharedClassifier) {
+            let (rows, cols) = shape(of: name)
+            count += rows * cols * (name.isPerLayer ? layerCount : 1)
+        }
+        return count
     }
 }

@@ -26,7 +26,7 @@ public struct LoadedModel {
     /// whole context). Throws when BLAS is missing or the buffers cannot be allocated.
     public func makeTransformer(threads: Int, maxRows: Int, maxLogitRows: Int = 1, cacheCapacity: Int? = nil) throws -> Transformer {
         let capacity = min(max(1, cacheCapacity ?? checkpoint.config.contextLength), checkpoint.config.contextLength)
-        return try Transformer(checkpoint: checkpoint, maxRows: max(1, maxRows), threads: threads,
+        return try Transformer(weights: checkpoint.weights, maxRows: max(1, maxRows), threads: threads,
                                maxLogitRows: max(1, maxLogitRows), cacheCapacity: capacity)
     }
 }

@@ -24,38 +24,11 @@ public enum Quantizer {
         }
         try CheckpointWriter.write(config: c, format: .version2(groupSize: groupSize), to: path) { name, layer in
             if shouldStop() { throw CancellationError() }
-            let values = checkpoint.floatValues(name, layer: layer)
+            let values = checkpoint.weights.floatValues(name, layer: layer)
             if let bad = values.firstIndex(where: { !$0.isFinite }) {
                 throw CheckpointError(path: checkpoint.path, problem: "tensor \(name) of layer \(layer) has a non-finite value at index \(bad); it cannot be quantized")
             }
             return values
         }
     }
-}
-
-extension Checkpoint {
-    /// The float32 values of one tensor (dequantized for Q8_0), row-major.
-    public func floatValues(_ name: TensorName, layer: Int) -> [Float] {
-        switch name {
-        case .tokenEmbedding: return matrixValues(tokenEmbedding)
-        case .classifier: return matrixValues(classifier)
-        case .attentionNorm: return layers[layer].attentionNorm.array
-        case .ffnNorm: return layers[layer].ffnNorm.array
-        case .finalNorm: return finalNorm.array
-        case .wq: return matrixValues(layers[layer].wq)
-        case .wk: return matrixValues(layers[layer].wk)
-        case .wv: return matrixValues(layers[layer].wv)
-        case .wo: return matrixValues(layers[layer].wo)
-        case .w1: return matrixValues(layers[layer].w1)
-        case .w2: return matrixValues(layers[layer].w2)
-        case .w3: return matrixValues(layers[layer].w3)
-        case .ropeTables: return []
-        }
-    }
-}
-
-
-private func matrixValues(_ w: WeightMatrix) -> [Float] {
-    if case .float32(let view) = w.storage { return view.array }
-    return (0..<w.rows).flatMap { w.rowValues($0) }
 }

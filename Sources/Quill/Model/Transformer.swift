@@ -5,8 +5,9 @@ import QuillKernels
 /// blocked prompt prefill (every projection one sgemm) and several sequences decoded together.
 /// All buffers are allocated at init; a forward pass allocates nothing.
 public final class Transformer {
-    public let checkpoint: Checkpoint
-    public var config: ModelConfig { checkpoint.config }
+    /// What the forward pass runs on (format-free: any reader's weights).
+    public let weights: ModelWeights
+    public var config: ModelConfig { weights.config }
     /// Most rows one forward pass processes (the prefill block size).
     public let maxRows: Int
     /// Threads for the matrix products (rows split over a WorkerPool) and attention.
@@ -46,13 +47,13 @@ public final class Transformer {
     /// logits held at once, which for a 32000-token vocabulary is 128 KB a row. `cacheCapacity`
     /// (default: the model's context) is the most positions a run reaches. Throws when BLAS
     /// cannot be loaded or the buffers cannot be allocated.
-    public init(checkpoint: Checkpoint, maxRows: Int = 64, threads: Int = 1, maxLogitRows: Int? = nil,
+    public init(weights: ModelWeights, maxRows: Int = 64, threads: Int = 1, maxLogitRows: Int? = nil,
                 cacheCapacity: Int? = nil) throws {
         precondition(maxRows >= 1 && threads >= 1)
-        let c = checkpoint.config
+        let c = weights.config
         let capacity = cacheCapacity ?? c.contextLength
         precondition(capacity >= 1 && capacity <= c.contextLength, "cache capacity outside the context")
-        self.checkpoint = checkpoint
+        self.weights = weights
         self.maxRows = maxRows
         self.threads = threads
         self.cacheCapacity = capacity
@@ -60,7 +61,7 @@ public final class Transformer {
         // the two never oversubscribe the cores, and no BLAS thread spin-waits.
         try BLAS.load()
         BLAS.setThreads(1)
-        rope = try RotaryTable(contextLength: capacity, headSize: c.headSize)
+        rope = try RotaryTable(contextLength: capacity, headSize: c.headSize, theta: c.ropeTheta)
         attentionShape = .init(heads: c.headCount, kvHeads: c.kvHeadCount, headSize: c.headSize)
         func buffer(_ rows: Int, _ width: Int, _ purpose: String) throws(AllocationError) -> FloatBuffer {
             let (count, overflow) = rows.multipliedReportingOverflow(by: width)
@@ -86,6 +87,13 @@ public final class Transformer {
         cacheOf = Array(repeating: 0, count: maxRows)
         keyCaches.reserveCapacity(maxRows)
         valueCaches.reserveCapacity(maxRows)
+    }
+
+    /// A forward pass over a llama2.c checkpoint's weights.
+    public convenience init(checkpoint: Checkpoint, maxRows: Int = 64, threads: Int = 1, maxLogitRows: Int? = nil,
+                            cacheCapacity: Int? = nil) throws {
+        try self.init(weights: checkpoint.weights, maxRows: maxRows, threads: threads, maxLogitRows: maxLogitRows,
+                      cacheCapacity: cacheCapacity)
     }
 
     /// A new, empty KV cache for one sequence, holding `cacheCapacity` positions.
@@ -196,11 +204,11 @@ public final class Transformer {
         for r in 0..<n {
             precondition(tokens[r] >= 0 && tokens[r] < c.vocabSize, "token \(tokens[r]) outside the vocabulary")
             precondition(positions[r] >= 0 && positions[r] < cacheCapacity, "position outside the KV cache")
-            Kernels.copyRow(of: checkpoint.tokenEmbedding, row: tokens[r], into: x, at: r * dim)
+            Kernels.copyRow(of: weights.tokenEmbedding, row: tokens[r], into: x, at: r * dim)
         }
-        for (l, layer) in checkpoint.layers.enumerated() {
+        for (l, layer) in weights.layers.enumerated() {
             // Attention block: xb = rmsnorm(x); q, k, v = W xb; rotate; cache; attend; x += wo · att.
-            Kernels.rmsnorm(input: x, weight: layer.attentionNorm, rows: n, dim: dim, output: xb)
+            Kernels.rmsnorm(input: x, weight: layer.attentionNorm, rows: n, dim: dim, output: xb, epsilon: c.normEpsilon)
             // q (n, dim), k (n, kvDim), v (n, kvDim) = xb (n, dim) · (wq, wk, wv)ᵀ in one parallel region.
             Kernels.fusedMatmul(.init(.init(layer.wq, q), .init(layer.wk, k), .init(layer.wv, v)),
                                 input: xb, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
@@ -228,7 +236,7 @@ public final class Transformer {
             Kernels.add(xb, into: x, count: n * dim)
 
             // Feed-forward block: x += w2 · (silu(w1 · h) ⊙ (w3 · h)), h = rmsnorm(x).
-            Kernels.rmsnorm(input: x, weight: layer.ffnNorm, rows: n, dim: dim, output: xb)
+            Kernels.rmsnorm(input: x, weight: layer.ffnNorm, rows: n, dim: dim, output: xb, epsilon: c.normEpsilon)
             // gate hb (n, hidden), up hb2 (n, hidden) = xb · (w1, w3)ᵀ in one parallel region.
             Kernels.fusedMatmul(.init(.init(layer.w1, hb), .init(layer.w3, hb2)),
                                 input: xb, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
@@ -248,8 +256,8 @@ public final class Transformer {
         let dim = config.dim
         let first = rows.lowerBound, count = rows.count
         x.copy(offset: first * dim, length: count * dim, to: xb, at: 0)
-        Kernels.rmsnorm(input: xb, weight: checkpoint.finalNorm, rows: count, dim: dim, output: q)
-        Kernels.matmul(checkpoint.classifier, input: q, rows: count, output: logits, scratch: matmulScratch, pool: pool,
+        Kernels.rmsnorm(input: xb, weight: weights.finalNorm, rows: count, dim: dim, output: q, epsilon: config.normEpsilon)
+        Kernels.matmul(weights.classifier, input: q, rows: count, output: logits, scratch: matmulScratch, pool: pool,
                        independentRows: decoding)  // (count, dim) → (count, vocab)
     }
 }

@@ -1,6 +1,6 @@
 import QuillKernels
 
-extension Checkpoint {
+extension ModelWeights {
     /// A description of the first weight that is NaN or infinite ("tensor rms_att of layer 2
     /// has a non-finite value (nan) at index 17"), or nil when all are finite. Norms and int8
     /// scales are always checked (they are small); the float32 matrices only when
