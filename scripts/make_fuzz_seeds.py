@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the checkpoint fuzz target: tiny llama2.c checkpoints of each
-version (Tests/Fuzz/corpus/checkpoint). Standard library only; deterministic."""
+version (Tests/Fuzz/corpus/checkpoint). Standard library only; deterministic.
+
+The gguf target's model seed is the version 1 seed converted by llama2c_to_gguf.py:
+    python scripts/llama2c_to_gguf.py Tests/Fuzz/corpus/checkpoint/v1-shared.bin none \
+        Tests/Fuzz/corpus/gguf/tiny-llama.gguf
+"""
 import random
 import struct
 import sys

@@ -67,6 +67,13 @@ private func fuzzGGUF(_ bytes: [UInt8]) {
         _ = try? gguf.stringArray(entry.key)
         _ = try? gguf.integerArray(entry.key)
     }
+    // A file that reads as a model is also run for two positions when small.
+    guard let weights = try? GGUFModel.weights(from: gguf) else { return }
+    let c = weights.config
+    guard c.parameterCount <= 1 << 20, c.hiddenDim <= 1 << 12, c.dim <= 1 << 10,
+          let transformer = try? Transformer(weights: weights, maxRows: 2, cacheCapacity: min(2, c.contextLength)),
+          let cache = try? transformer.makeCache() else { return }
+    _ = transformer.prefill(Array([0, c.vocabSize - 1].prefix(transformer.cacheCapacity)), startPosition: 0, cache: cache)
 }
 
 /// SentencePiece model files, loaded from bytes.

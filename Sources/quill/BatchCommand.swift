@@ -13,7 +13,7 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
     let parallel = options.parallel ?? 8
     let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath)
     let tokenizer = try model.requireTokenizer()
-    let config = model.checkpoint.config
+    let config = model.weights.config
     let transformer = try model.makeTransformer(threads: options.threads ?? ModelLoader.physicalCoreCount(),
                                                 maxRows: max(options.batchSize, parallel), maxLogitRows: parallel)
     let generator = try BatchGenerator(transformer: transformer, tokenizer: tokenizer, parallel: parallel)

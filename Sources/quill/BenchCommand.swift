@@ -13,24 +13,25 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
     guard let modelPath = o.modelPath else { return try benchRandomShape(o, threads: threads) }
     let label = o.label ?? URL(fileURLWithPath: modelPath).lastPathComponent
     var model = try loadModel(modelFlag: modelPath, tokenizerFlag: nil, tokenizer: .none)
-    let context = model.checkpoint.config.contextLength
+    let context = model.weights.config.contextLength
     for (flag, tokens) in [("-p", o.promptTokens), ("-n", o.generateTokens)] where tokens > context {
         throw InputError("bench: \(flag) \(tokens) is beyond the context window of \(label) (\(context) tokens)")
     }
-    stderr.write("bench: \(label), \(model.checkpoint.format), \(threads) threads\n")
-    if o.quantize && model.checkpoint.format.version != 2 {
+    stderr.write("bench: \(label), \(model.formatDescription), \(threads) threads\n")
+    if o.quantize && model.checkpoint?.format.version != 2 {
+        let checkpoint = try model.requireCheckpoint(for: "bench --q8")
         // The int8 copy lives in an unlinked temporary file: nothing is left behind, whatever ends the run.
         let (handle, path) = try unlinkedTemporaryFile()
         defer { try? handle.close() }
-        try Quantizer.quantize(model.checkpoint, groupSize: Quantizer.defaultGroupSize(for: model.checkpoint.config),
+        try Quantizer.quantize(checkpoint, groupSize: Quantizer.defaultGroupSize(for: checkpoint.config),
                                to: path, shouldStop: interrupted)
         model = try loadModel(modelFlag: path, tokenizerFlag: nil, tokenizer: .none)
     }
-    let checkpoint = model.checkpoint
+    let weights = model.weights
     let positions = max(o.promptTokens, o.generateTokens, 1)
     let transformer = try model.makeTransformer(threads: threads, maxRows: max(o.batchSize, o.parallel, 1),
                                                 maxLogitRows: max(1, o.parallel), cacheCapacity: positions)
-    let ttft = try Benchmark.timeToFirstToken(checkpoint, threads: threads)
+    let ttft = try Benchmark.timeToFirstToken(weights, threads: threads)
 
     struct Row { let test: String; let values: [Double]; let bytesPerToken: Int? }
     var rows: [Row] = []
@@ -40,7 +41,7 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
     }
     if o.generateTokens > 0 && !interrupted() {
         let tokens = o.generateTokens
-        let bytes = Benchmark.bytesReadPerToken(checkpoint, position: tokens / 2)
+        let bytes = Benchmark.bytesReadPerToken(weights, position: tokens / 2)
         let speeds = try Benchmark.generationSpeed(transformer, tokens: tokens, repetitions: o.repetitions, shouldStop: interrupted)
         rows.append(Row(test: "tg\(tokens)", values: speeds, bytesPerToken: bytes))
         if o.parallel > 1 && !interrupted() {
@@ -57,11 +58,11 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
         stderr.write("measuring memory bandwidth...\n")
         bandwidth = Benchmark.memoryBandwidth(threads: threads)
     }
-    let c = checkpoint.config
-    let quantization = checkpoint.format.version == 2 ? "Q8_0" : "F32"
+    let c = weights.config
+    let quantization = weights.storageSummary
     if o.json {
         let json = JSON.object([
-            ("model", .string(label)), ("format", .string(quantization)), ("bytes", .int(checkpoint.byteCount)),
+            ("model", .string(label)), ("format", .string(quantization)), ("bytes", .int(model.byteCount)),
             ("parameters", .int(c.parameterCount)), ("threads", .int(threads)), ("batch", .int(o.batchSize)), ("blas_core", .string(Benchmark.blasCore)),
             ("bandwidth_gb_s", .number(bandwidth / 1e9, decimals: 2)), ("peak_rss_bytes", .int(rss)),
             ("ttft_ms", .number(ttft * 1000, decimals: 2)), ("partial", .bool(interrupted())),
@@ -83,7 +84,7 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
         return interrupted() ? .interrupted : .success
     }
     var out = String(format: "model %@, %@, %.1f MB, %.1fM parameters; %d threads, batch %d; BLAS core %@; memory bandwidth %.1f GB/s; peak RSS %.1f MB; time to first token %.1f ms\n",
-                     label, quantization, Double(checkpoint.byteCount) / 1e6, Double(c.parameterCount) / 1e6, threads,
+                     label, quantization, Double(model.byteCount) / 1e6, Double(c.parameterCount) / 1e6, threads,
                      o.batchSize, Benchmark.blasCore.isEmpty ? "unknown" : Benchmark.blasCore, bandwidth / 1e9, Double(rss) / 1e6, ttft * 1000)
     out += "| test | tokens/s (median) | min | max | reps | bytes/token | bandwidth |\n"
     out += "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"

@@ -81,7 +81,7 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     let start = DispatchTime.now()
     let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath)
     let tokenizer = try model.requireTokenizer()
-    let config = model.checkpoint.config
+    let config = model.weights.config
     var promptText = try readPrompt(options.prompt, limit: promptByteLimit(contextLength: config.contextLength))
     if options.escape, case .text = options.prompt { promptText = processEscapes(promptText) }
     let request = GenerationRequest(
@@ -102,7 +102,7 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     let loadSeconds = seconds(since: start)
     if options.verbose {
         OutputStream.standardError.write(String(format: "load: %.1f ms (%@, %d threads, KV cache %d positions)\n",
-                                                loadSeconds * 1000, model.checkpoint.format.description, transformer.threads, capacity))
+                                                loadSeconds * 1000, model.formatDescription, transformer.threads, capacity))
     }
 
     let stdout = OutputStream.standardOutput

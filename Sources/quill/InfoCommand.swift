@@ -2,23 +2,28 @@ import Foundation
 import Quill
 import QuillCommandLine
 
-/// `quill info`: what a checkpoint is.
+/// `quill info`: what a model file is: format, sizes, hyperparameters, storage, tokenizer.
 func runInfo(_ o: InfoOptions) throws -> ExitStatus {
     let modelPath = try resolveModelPath(o.modelPath)
-    let checkpoint = try loadModel(modelFlag: modelPath, tokenizerFlag: nil, tokenizer: .none).checkpoint
-    let c = checkpoint.config
+    let model = try loadModel(modelFlag: modelPath, tokenizerFlag: nil, tokenizer: .none)
+    let c = model.weights.config
     let tokenizer = o.tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath)
     let quantization: String
-    if case .version2(let groupSize) = checkpoint.format { quantization = "Q8_0 (int8, group size \(groupSize))" } else {
-        quantization = "none (float32)"
+    switch model.checkpoint?.format {
+    case .version2(let groupSize)?: quantization = "Q8_0 (int8, group size \(groupSize))"
+    case .version0?, .version1?: quantization = "none (float32)"
+    case nil: quantization = model.weights.storageSummary
     }
+    let format = model.checkpoint != nil ? "llama2.c" : "GGUF"
+    let version = model.checkpoint?.format.version ?? model.gguf?.version ?? 0
     let fields: [(String, JSON)] = [
-        ("path", .string(modelPath)), ("format", .string("llama2.c")), ("version", .int(checkpoint.format.version)),
-        ("bytes", .int(checkpoint.byteCount)), ("parameters", .int(c.parameterCount)),
+        ("path", .string(modelPath)), ("format", .string(format)), ("version", .int(version)),
+        ("bytes", .int(model.byteCount)), ("parameters", .int(c.parameterCount)),
         ("dim", .int(c.dim)), ("hidden_dim", .int(c.hiddenDim)), ("layers", .int(c.layerCount)),
         ("heads", .int(c.headCount)), ("kv_heads", .int(c.kvHeadCount)), ("head_size", .int(c.headSize)),
         ("vocab_size", .int(c.vocabSize)), ("context_length", .int(c.contextLength)),
-        ("shared_classifier", .bool(c.sharedClassifier)), ("quantization", .string(quantization)),
+        ("shared_classifier", .bool(c.sharedClassifier)), ("norm_epsilon", .number(Double(c.normEpsilon), decimals: 8)),
+        ("rope_theta", .number(c.ropeTheta, decimals: 1)), ("quantization", .string(quantization)),
         ("tokenizer", tokenizer.map { .string($0) } ?? .null),
     ]
     if o.json {

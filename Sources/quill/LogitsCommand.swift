@@ -4,9 +4,9 @@ import QuillCommandLine
 /// `quill logits`: prints {"tokens": [...], "logits": [[...], ...]}, one row per position.
 func runLogits(_ options: LogitsOptions) throws -> ExitStatus {
     let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: nil, tokenizer: .none)
-    let config = model.checkpoint.config
+    let config = model.weights.config
     if let bad = options.ids.first(where: { $0 >= config.vocabSize }) {
-        throw InputError("token id \(bad) is outside the vocabulary of \(model.checkpoint.path) (\(config.vocabSize) tokens)")
+        throw InputError("token id \(bad) is outside the vocabulary of \(model.path) (\(config.vocabSize) tokens)")
     }
     guard options.ids.count <= config.contextLength else {
         throw InputError("\(options.ids.count) ids but the context window is \(config.contextLength)")

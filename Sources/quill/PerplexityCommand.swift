@@ -8,7 +8,7 @@ import QuillCommandLine
 func runPerplexity(_ o: PerplexityOptions) throws -> ExitStatus {
     let model = try loadModel(modelFlag: o.modelPath, tokenizerFlag: o.tokenizerPath,
                               tokenizer: o.file != nil ? .required : .none)
-    let config = model.checkpoint.config
+    let config = model.weights.config
     var tokens: [Int]
     var bytes: Int?
     if let file = o.file {

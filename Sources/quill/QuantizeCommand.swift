@@ -6,7 +6,7 @@ import QuillCommandLine
 /// place only when complete (see ReplacementFile for what OUT may be).
 func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
     let start = DispatchTime.now()
-    let checkpoint = try loadModel(modelFlag: o.input, tokenizerFlag: nil, tokenizer: .none).checkpoint
+    let checkpoint = try loadModel(modelFlag: o.input, tokenizerFlag: nil, tokenizer: .none).requireCheckpoint(for: "quantize")
     let groupSize = o.groupSize ?? Quantizer.defaultGroupSize(for: checkpoint.config)
     let output = try ReplacementFile(replacing: o.output, input: o.input)
     do {

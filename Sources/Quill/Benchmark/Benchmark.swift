@@ -44,7 +44,7 @@ public enum Benchmark {
     }
 
     /// Bytes of weights and KV cache one generated token reads at position `position`.
-    public static func bytesReadPerToken(_ checkpoint: Checkpoint, position: Int) -> Int {
+    public static func bytesReadPerToken(_ checkpoint: ModelWeights, position: Int) -> Int {
         let c = checkpoint.config
         func bytes(_ w: WeightMatrix) -> Int {
             switch w.storage {
@@ -131,11 +131,11 @@ public enum Benchmark {
     }
 
     /// Time to first token: prefill a short prompt and sample once, in seconds (best of 3).
-    public static func timeToFirstToken(_ checkpoint: Checkpoint, threads: Int) throws -> Double {
+    public static func timeToFirstToken(_ checkpoint: ModelWeights, threads: Int) throws -> Double {
         var best = Double.infinity
         for _ in 0..<3 {
             let start = DispatchTime.now()
-            let transformer = try Transformer(checkpoint: checkpoint, maxRows: 8, threads: threads,
+            let transformer = try Transformer(weights: checkpoint, maxRows: 8, threads: threads,
                                               cacheCapacity: min(8, checkpoint.config.contextLength))
             let logits = transformer.prefill([1, 2, 3, 4].map { $0 % checkpoint.config.vocabSize }, startPosition: 0,
                                              cache: try transformer.makeCache())

@@ -1,20 +1,39 @@
 import Foundation
 import QuillKernels
 
-/// A checkpoint with its tokenizer (when one was asked for), from which every command builds
-/// its forward pass: the one assembly path, so checks and error handling are the same for all.
+/// A model file's weights with its tokenizer (when one was asked for), from which every command
+/// builds its forward pass: the one assembly path, so checks and error handling are the same
+/// for all.
 public struct LoadedModel {
-    public let checkpoint: Checkpoint
+    /// What the forward pass runs on.
+    public let weights: ModelWeights
+    /// The llama2.c checkpoint, when the file is one (`quantize` and `bench --q8` work on these).
+    public let checkpoint: Checkpoint?
+    /// The GGUF container, when the file is one.
+    public let gguf: GGUFFile?
+    /// The file as given.
+    public let path: String
+    /// Size of the file in bytes.
+    public let byteCount: Int
+    /// What kind of file it is, for messages and statistics.
+    public let formatDescription: String
     /// The tokenizer: `-z`, or the one found beside the checkpoint; nil when not asked for, or
     /// optional and not found.
     public let tokenizer: Tokenizer?
     /// Seconds spent mapping and validating the checkpoint and loading the tokenizer.
     public let loadSeconds: Double
 
+    /// The llama2.c checkpoint, or an error saying that `command` reads only those.
+    public func requireCheckpoint(for command: String) throws(ModelLoadError) -> Checkpoint {
+        guard let checkpoint else {
+            throw ModelLoadError("\(path): \(command) reads llama2.c checkpoints only; this file is \(formatDescription)")
+        }
+        return checkpoint
+    }
+
     /// The tokenizer, or an error that says how to give one.
     public func requireTokenizer() throws(ModelLoadError) -> Tokenizer {
         guard let tokenizer else {
-            let path = checkpoint.path
             let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
             throw ModelLoadError("no tokenizer for \(path): expected \(stem).model or tokenizer.model beside it (give one with -z)")
         }
@@ -25,8 +44,8 @@ public struct LoadedModel {
     /// once (sequences decoded together), KV caches of `cacheCapacity` positions (default: the
     /// whole context). Throws when BLAS is missing or the buffers cannot be allocated.
     public func makeTransformer(threads: Int, maxRows: Int, maxLogitRows: Int = 1, cacheCapacity: Int? = nil) throws -> Transformer {
-        let capacity = min(max(1, cacheCapacity ?? checkpoint.config.contextLength), checkpoint.config.contextLength)
-        return try Transformer(weights: checkpoint.weights, maxRows: max(1, maxRows), threads: threads,
+        let capacity = min(max(1, cacheCapacity ?? weights.config.contextLength), weights.config.contextLength)
+        return try Transformer(weights: weights, maxRows: max(1, maxRows), threads: threads,
                                maxLogitRows: max(1, maxLogitRows), cacheCapacity: capacity)
     }
 }
@@ -69,17 +88,25 @@ public enum ModelLoader {
     /// found beside the checkpoint), checking that their vocabularies agree.
     public static func load(modelPath: String, tokenizerPath: String?, tokenizer need: TokenizerNeed) throws -> LoadedModel {
         let start = DispatchTime.now()
-        let checkpoint = try Checkpoint(path: modelPath)
+        let file: MappedFile
+        do { file = try MappedFile(path: modelPath) } catch { throw CheckpointError(path: modelPath, problem: error.reason) }
+        // The format is told by the first four bytes: "GGUF", else a llama2.c header.
+        let isGGUF = file.byteCount >= 4 && file.uint32(at: 0) == GGUFFile.magic
+        let checkpoint = isGGUF ? nil : try Checkpoint(file: file)
+        let gguf = isGGUF ? try GGUFFile(file: file) : nil
+        let weights = try checkpoint?.weights ?? GGUFModel.weights(from: gguf!)
+        let format = checkpoint.map(\.format.description) ?? "GGUF version \(gguf!.version)"
         var tokenizer: Tokenizer?
         if need != .none, let path = tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath) {
             let loaded = try Tokenizer(path: path)
-            guard loaded.vocabSize == checkpoint.config.vocabSize else {
+            guard loaded.vocabSize == weights.config.vocabSize else {
                 throw ModelLoadError("tokenizer \(path) has \(loaded.vocabSize) pieces but model "
-                                     + "\(modelPath) has a vocabulary of \(checkpoint.config.vocabSize)")
+                                     + "\(modelPath) has a vocabulary of \(weights.config.vocabSize)")
             }
             tokenizer = loaded
         }
-        let model = LoadedModel(checkpoint: checkpoint, tokenizer: tokenizer, loadSeconds: seconds(since: start))
+        let model = LoadedModel(weights: weights, checkpoint: checkpoint, gguf: gguf, path: modelPath, byteCount: file.byteCount,
+                                formatDescription: format, tokenizer: tokenizer, loadSeconds: seconds(since: start))
         if need == .required { _ = try model.requireTokenizer() }
         return model
     }

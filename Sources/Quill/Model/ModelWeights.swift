@@ -129,3 +129,23 @@ public struct ModelWeights: Sendable {
         }
     }
 }
+
+extension WeightMatrix {
+    /// The storage type's name: "F32", "Q8_0".
+    public var storageName: String {
+        switch storage {
+        case .float32: "F32"
+        case .q8: "Q8_0"
+        }
+    }
+}
+
+extension ModelWeights {
+    /// The storage types of the weight matrices, most common first ("Q8_0", "Q4_K+Q6_K").
+    public var storageSummary: String {
+        var counts: [String: Int] = [:]
+        let matrices = [tokenEmbedding, classifier] + layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.w1, $0.w2, $0.w3] }
+        for matrix in matrices { counts[matrix.storageName, default: 0] += 1 }
+        return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key).joined(separator: "+")
+    }
+}

@@ -1,0 +1,135 @@
+import QuillKernels
+
+/// Reads a model from a GGUF file: the architecture's hyperparameters from its metadata, its
+/// tensors by llama.cpp's names, checked against `ModelConfig.shape(of:)`. Anything the file
+/// holds that Quill's forward pass would not honour (RoPE scaling, per-frequency RoPE factors,
+/// biases, experts, partial rotary dimensions, unknown tensors) is refused by name rather than
+/// ignored.
+public enum GGUFModel {
+    /// Architectures Quill runs; `llama` files pair adjacent RoPE elements (llama.cpp's converter
+    /// undoes Hugging Face's Q/K permutation), as llama2.c does.
+    public static let architectures = ["llama"]
+
+    /// llama.cpp's default RoPE base for `llama` when the file does not say.
+    static let defaultRoPETheta = 10000.0
+
+    /// The configuration and weights of `gguf`.
+    public static func weights(from gguf: GGUFFile) throws(CheckpointError) -> ModelWeights {
+        let architecture = try gguf.string("general.architecture")
+        guard architectures.contains(architecture) else {
+            throw gguf.error("architecture '\(architecture)' is not one Quill runs (it runs: \(architectures.joined(separator: ", ")))")
+        }
+        let config = try configuration(of: gguf, architecture: architecture)
+        var used = Set<String>()
+        func info(_ name: String) throws(CheckpointError) -> GGUFTensorInfo {
+            used.insert(name)
+            return try gguf.tensor(name)
+        }
+        func vector(_ name: String, _ tensor: TensorName) throws(CheckpointError) -> FloatView {
+            let t = try info(name)
+            let (_, cols) = config.shape(of: tensor)
+            guard t.dimensions == [cols] else {
+                throw gguf.error("tensor '\(name)' has dimensions \(t.dimensions), expected [\(cols)]")
+            }
+            guard t.type == .f32 else {
+                throw gguf.error("tensor '\(name)' is \(t.type.name); Quill reads norm weights stored as F32")
+            }
+            return gguf.file.floats(at: t.dataOffset, count: cols)
+        }
+        func matrix(_ name: String, _ tensor: TensorName) throws(CheckpointError) -> WeightMatrix {
+            let t = try info(name)
+            let (rows, cols) = config.shape(of: tensor)
+            // ggml lists dimensions innermost first: a (rows, cols) matrix is [cols, rows].
+            guard t.dimensions == [cols, rows] else {
+                throw gguf.error("tensor '\(name)' has dimensions \(t.dimensions), expected [\(cols), \(rows)]")
+            }
+            return try weightMatrix(t, rows: rows, cols: cols, in: gguf)
+        }
+        let embedding = try matrix("token_embd.weight", .tokenEmbedding)
+        var layers: [LayerWeights] = []
+        for l in 0..<config.layerCount {
+            let p = "blk.\(l)."
+            layers.append(LayerWeights(
+                attentionNorm: try vector(p + "attn_norm.weight", .attentionNorm),
+                wq: try matrix(p + "attn_q.weight", .wq), wk: try matrix(p + "attn_k.weight", .wk),
+                wv: try matrix(p + "attn_v.weight", .wv), wo: try matrix(p + "attn_output.weight", .wo),
+                ffnNorm: try vector(p + "ffn_norm.weight", .ffnNorm),
+                w1: try matrix(p + "ffn_gate.weight", .w1), w2: try matrix(p + "ffn_down.weight", .w2),
+                w3: try matrix(p + "ffn_up.weight", .w3)))
+        }
+        let finalNorm = try vector("output_norm.weight", .finalNorm)
+        let classifier = config.sharedClassifier ? embedding : try matrix("output.weight", .classifier)
+        if let extra = gguf.tensors.first(where: { !used.contains($0.name) }) {
+            let hint = extra.name == "rope_freqs.weight" ? " (per-frequency RoPE factors, as Llama 3.1 uses)"
+                : extra.name.hasSuffix(".bias") ? " (a bias)" : ""
+            throw gguf.error("tensor '\(extra.name)'\(hint) is not part of a \(architecture) model as Quill runs it; "
+                             + "refusing rather than ignoring it")
+        }
+        return try ModelWeights(config: config, tokenEmbedding: embedding, layers: layers, finalNorm: finalNorm,
+                                classifier: classifier, source: gguf.path)
+    }
+
+    /// The hyperparameters under `ARCH.` keys, with every value the forward pass does not
+    /// implement refused by key.
+    static func configuration(of gguf: GGUFFile, architecture a: String) throws(CheckpointError) -> ModelConfig {
+        func count(_ key: String) throws(CheckpointError) -> Int {
+            let value = try gguf.integer(key)
+            guard value > 0 else { throw gguf.error("metadata '\(key)' must be positive, got \(value)") }
+            return value
+        }
+        let dim = try count("\(a).embedding_length")
+        let heads = try count("\(a).attention.head_count")
+        let kvHeads = try gguf.integerIfPresent("\(a).attention.head_count_kv") ?? heads
+        guard kvHeads > 0 && heads % kvHeads == 0 else {
+            throw gguf.error("'\(a).attention.head_count' \(heads) is not a multiple of head_count_kv \(kvHeads)")
+        }
+        guard dim % heads == 0 && (dim / heads) % 2 == 0 else {
+            throw gguf.error("embedding_length \(dim) / head_count \(heads) is not an even head size")
+        }
+        let headSize = dim / heads
+        for key in ["\(a).attention.key_length", "\(a).attention.value_length", "\(a).rope.dimension_count"] {
+            if let value = try gguf.integerIfPresent(key), value != headSize {
+                throw gguf.error("metadata '\(key)' is \(value) but the head size is \(headSize); Quill does not run such models yet")
+            }
+        }
+        if let scaling = try gguf.stringIfPresent("\(a).rope.scaling.type"), scaling != "none" {
+            throw gguf.error("metadata '\(a).rope.scaling.type' is '\(scaling)'; Quill does not implement RoPE scaling yet")
+        }
+        if let factor = try gguf.float32IfPresent("\(a).rope.scale_linear"), factor != 1 {
+            throw gguf.error("metadata '\(a).rope.scale_linear' is \(factor); Quill does not implement RoPE scaling yet")
+        }
+        if let experts = try gguf.integerIfPresent("\(a).expert_count"), experts > 0 {
+            throw gguf.error("metadata '\(a).expert_count' is \(experts): mixture-of-experts models are not supported")
+        }
+        if let window = try gguf.integerIfPresent("\(a).attention.sliding_window"), window > 0 {
+            throw gguf.error("metadata '\(a).attention.sliding_window' is \(window); Quill does not implement sliding-window attention yet")
+        }
+        let context = try count("\(a).context_length")
+        guard context <= ModelConfig.maximumContextLength else {
+            throw gguf.error("metadata '\(a).context_length' is \(context), beyond the largest context Quill accepts")
+        }
+        let epsilon = try gguf.float32("\(a).attention.layer_norm_rms_epsilon")
+        guard epsilon.isFinite && epsilon > 0 else { throw gguf.error("layer_norm_rms_epsilon must be positive, got \(epsilon)") }
+        let theta = try gguf.float32IfPresent("\(a).rope.freq_base").map(Double.init) ?? defaultRoPETheta
+        guard theta.isFinite && theta > 1 else { throw gguf.error("rope.freq_base must be above 1, got \(theta)") }
+        let embedding = try gguf.tensor("token_embd.weight")
+        guard embedding.dimensions.count == 2 else { throw gguf.error("tensor 'token_embd.weight' is not a matrix") }
+        let vocab = embedding.dimensions[1]
+        if let declared = try gguf.integerIfPresent("\(a).vocab_size"), declared != vocab {
+            throw gguf.error("metadata '\(a).vocab_size' is \(declared) but token_embd.weight has \(vocab) rows")
+        }
+        return ModelConfig(dim: dim, hiddenDim: try count("\(a).feed_forward_length"), layerCount: try count("\(a).block_count"),
+                           headCount: heads, kvHeadCount: kvHeads, vocabSize: vocab, contextLength: context,
+                           sharedClassifier: gguf.tensorIfPresent("output.weight") == nil,
+                           normEpsilon: epsilon, ropeTheta: theta)
+    }
+
+    /// A weight matrix over a tensor's bytes in the mapping.
+    static func weightMatrix(_ t: GGUFTensorInfo, rows: Int, cols: Int, in gguf: GGUFFile) throws(CheckpointError) -> WeightMatrix {
+        try gguf.requireReadable(t)
+        guard t.type == .f32 else {
+            throw gguf.error("tensor '\(t.name)' is \(t.type.name); this build of Quill computes with F32 GGUF tensors only so far")
+        }
+        return WeightMatrix(rows: rows, cols: cols, storage: .float32(gguf.file.floats(at: t.dataOffset, count: rows * cols)))
+    }
+}

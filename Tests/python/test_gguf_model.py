@@ -1,0 +1,102 @@
+"""A real small model through GGUF: the shipped TinyStories model converted by
+scripts/llama2c_to_gguf.py with llama.cpp's own writer (the PyPI `gguf` package) must give Quill
+the same logits and the same greedy story as the llama2.c file; files holding what Quill's forward
+pass would not honour (RoPE scaling, a bias, another architecture) are refused in one line.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gguf
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+import llama2c_to_gguf  # noqa: E402
+
+QUILL = os.environ.get("QUILL_BIN", str(REPO / ".build" / "debug" / "quill"))
+MODEL = REPO / "models" / "tinystories.bin"
+TOKENIZER = REPO / "models" / "tinystories.model"
+IDS = "1,403,407,261,378,281,1984,385,47,1021"
+
+
+def quill(*arguments, check=True):
+    run = subprocess.run([QUILL, *arguments], capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    if check:
+        assert run.returncode == 0, run.stderr.decode()
+    return run
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gguf") / "tinystories.gguf"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "llama2c_to_gguf.py"), str(MODEL), str(TOKENIZER), str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+def test_gguf_gives_the_same_logits_and_story_as_the_llama2c_file(converted):
+    # The same float32 weights through the same kernels: the logits must be equal to the bit.
+    original = json.loads(quill("logits", "-m", str(MODEL), "--ids", IDS).stdout)
+    from_gguf = json.loads(quill("logits", "-m", str(converted), "--ids", IDS).stdout)
+    assert np.array_equal(np.array(original["logits"]), np.array(from_gguf["logits"]))
+    story = quill("-m", str(MODEL), "--temp", "0", "-n", "80", "Once upon a time").stdout
+    assert quill("-m", str(converted), "-z", str(TOKENIZER), "--temp", "0", "-n", "80", "Once upon a time").stdout == story
+    info = json.loads(quill("info", "-m", str(converted), "--json").stdout)
+    assert (info["format"], info["version"], info["quantization"]) == ("GGUF", 3, "F32")
+
+
+def write_variant(path, architecture="llama", extra_kv=(), extra_tensors=()):
+    """A copy of the converted model with metadata or tensors added, written by the gguf package."""
+    config, tensors, shared = llama2c_to_gguf.read_llama2c(str(MODEL))
+    writer = gguf.GGUFWriter(str(path), architecture)
+    a = architecture
+    writer.add_uint32(f"{a}.context_length", config["seq_len"])
+    writer.add_uint32(f"{a}.embedding_length", config["dim"])
+    writer.add_uint32(f"{a}.block_count", config["layers"])
+    writer.add_uint32(f"{a}.feed_forward_length", config["hidden"])
+    writer.add_uint32(f"{a}.attention.head_count", config["heads"])
+    writer.add_uint32(f"{a}.attention.head_count_kv", config["kv_heads"])
+    writer.add_float32(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)
+    for key, kind, value in extra_kv:
+        getattr(writer, f"add_{kind}")(key, value)
+    writer.add_tensor("token_embd.weight", np.ascontiguousarray(tensors["embedding"]))
+    for layer in range(config["layers"]):
+        for name, key in [("attn_norm", "rms_att"), ("attn_q", "wq"), ("attn_k", "wk"), ("attn_v", "wv"),
+                          ("attn_output", "wo"), ("ffn_norm", "rms_ffn"), ("ffn_gate", "w1"), ("ffn_down", "w2"),
+                          ("ffn_up", "w3")]:
+            writer.add_tensor(f"blk.{layer}.{name}.weight", np.ascontiguousarray(tensors[key][layer]))
+    writer.add_tensor("output_norm.weight", np.ascontiguousarray(tensors["rms_final"]))
+    for name, array in extra_tensors:
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+@pytest.mark.parametrize("label, variant, fragment", [
+    ("plain", {}, None),
+    ("linear rope scaling", {"extra_kv": [("llama.rope.scaling.type", "string", "linear")]}, "rope.scaling.type"),
+    ("sliding window", {"extra_kv": [("llama.attention.sliding_window", "uint32", 64)]}, "sliding_window"),
+    ("experts", {"extra_kv": [("llama.expert_count", "uint32", 8)]}, "expert_count"),
+    ("partial rotary", {"extra_kv": [("llama.rope.dimension_count", "uint32", 16)]}, "rope.dimension_count"),
+    ("another architecture", {"architecture": "gemma2"}, "architecture 'gemma2'"),
+    ("a bias", {"extra_tensors": [("blk.0.attn_q.bias", np.zeros(128, dtype=np.float32))]}, "blk.0.attn_q.bias"),
+    ("llama 3 rope factors", {"extra_tensors": [("rope_freqs.weight", np.ones(16, dtype=np.float32))]}, "rope_freqs"),
+])
+def test_what_quill_would_not_honour_is_refused(tmp_path, label, variant, fragment):
+    path = tmp_path / "variant.gguf"
+    write_variant(path, **variant)
+    run = quill("-m", str(path), "-z", str(TOKENIZER), "--temp", "0", "-n", "4", "Once", check=False)
+    if fragment is None:
+        assert run.returncode == 0, run.stderr.decode()
+        return
+    lines = run.stderr.decode().splitlines()
+    assert run.returncode == 1 and len(lines) == 1 and lines[0].startswith("quill: error: "), (label, lines)
+    assert fragment in lines[0], (label, lines[0])
