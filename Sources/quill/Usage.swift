@@ -5,12 +5,12 @@ usage: quill [options] [PROMPT]
        quill --batch FILE [options]
        quill perplexity|tokenize|detokenize|info|quantize|bench|logits ...
 
-Generates text from a llama2.c checkpoint. The prompt comes from PROMPT, -p, -f, or stdin
+Generates text from a llama2.c checkpoint or a GGUF file (llama architecture). The prompt comes from PROMPT, -p, -f, or stdin
 when none is given and stdin is not a terminal. Generated text goes to stdout; errors and
 --verbose statistics go to stderr.
 
 model:
-  -m, --model FILE        checkpoint (default: $QUILL_MODEL, else models/tinystories.bin)
+  -m, --model FILE        llama2.c checkpoint or GGUF file (default: $QUILL_MODEL, else models/tinystories.bin)
   -z, --tokenizer FILE    SentencePiece .model (default: MODEL's stem + .model beside it,
                           else tokenizer.model in the same folder)
 prompt:
@@ -45,7 +45,7 @@ other:
   --version               the version
 
 subcommands:
-  quill perplexity -m M (-f FILE | --ids 1,2,3 | --ids-file F) [--stride N] [--json [--per-token]]
+  quill perplexity -m M (-f FILE | --ids 1,2,3 | --ids-file F) [--stride N] [--json [--per-token]] [--verbose]
   quill tokenize [-z TOK | -m M] [TEXT | -f FILE | stdin] [--ids | --pieces | --json] [--no-bos]
   quill detokenize [-z TOK | -m M] [IDS | -f FILE | stdin]
   quill info [-m] M [--json]
