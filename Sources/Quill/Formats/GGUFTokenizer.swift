@@ -109,17 +109,20 @@ public struct GGUFVocabulary: Sendable {
         for id in pieces.indices where types[id] == .userDefined {
             pieces[id] = pieces[id].replacingSpaces()
         }
-        var seen: [String: Int] = [:]
-        var seenReserved: [String: Int] = [:]
+        // Keyed by bytes: Swift's String equality is canonical equivalence, SentencePiece's is
+        // byte equality (Llama 2 has both "ί" U+1F77 and "ί" U+03AF).
+        var seen: [[UInt8]: Int] = [:]
+        var seenReserved: [[UInt8]: Int] = [:]
         var bytesSeen = [Bool](repeating: false, count: 256)
         var unknownIDs: [Int] = []
         for (id, piece) in pieces.enumerated() {
             guard !piece.isEmpty else { throw gguf.error("\(Key.tokens) has an empty token at id \(id)") }
             let type = types[id]
-            if let first = type.isReserved ? seenReserved[piece] : seen[piece] {
+            let bytes = Array(piece.utf8)
+            if let first = type.isReserved ? seenReserved[bytes] : seen[bytes] {
                 throw gguf.error("\(Key.tokens) has \(quoted(piece)) twice (ids \(first) and \(id))")
             }
-            if type.isReserved { seenReserved[piece] = id } else { seen[piece] = id }
+            if type.isReserved { seenReserved[bytes] = id } else { seen[bytes] = id }
             switch type {
             case .unknown: unknownIDs.append(id)
             case .byte:
@@ -207,11 +210,11 @@ public struct GGUFVocabulary: Sendable {
         trainer.bool(35, types.contains(.byte))  // byte_fallback
         // SentencePiece finds the special ids by their pieces' text (its default "<s>" and so
         // on when none is written), so a missing one is given a text no piece has.
-        let texts = Set(pieces)
+        let texts = Set(pieces.map { Array($0.utf8) })
         func text(_ id: Int?, absent: String) -> String {
             if let id { return pieces[id] }
             var text = absent
-            while texts.contains(text) { text += "_" }
+            while texts.contains(Array(text.utf8)) { text += "_" }
             return text
         }
         trainer.int32(40, Int32(unknownID))  // unk_id
