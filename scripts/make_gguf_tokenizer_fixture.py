@@ -10,12 +10,14 @@ tests build a tokenizer from the GGUF alone and must give the same ids and text.
     /tmp/gguf-venv/bin/python scripts/make_gguf_tokenizer_fixture.py \\
         --model ../shared/models/llama2-tokenizer.model --out /tmp/llama2-vocab   # elsewhere
 
+The default run also copies the .gguf into Tests/Fuzz/corpus/gguf as a fuzz seed.
 Deterministic: the same package versions write the same bytes. Token types follow llama.cpp's
 `_create_vocab_sentencepiece`: unknown, control, unused and byte pieces keep their kind and
 everything else (user-defined pieces included) is written as normal (1).
 """
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from gguf import GGUFWriter, TokenType
@@ -24,6 +26,7 @@ from sentencepiece import sentencepiece_model_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "Tests" / "QuillTests" / "Fixtures" / "gguf"
+SEEDS = ROOT / "Tests" / "Fuzz" / "corpus" / "gguf"
 
 # Spaces (leading, trailing, repeated), newlines and tabs, digits, accents, other scripts,
 # emoji and rare characters (byte fallback where the vocabulary has byte pieces), text that
@@ -136,6 +139,8 @@ def main():
     json_path = args.out / f"{name}-vocab.json"
     json_path.write_text(json.dumps(expected, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {gguf_path} ({gguf_path.stat().st_size} bytes) and {json_path}")
+    if args.out == FIXTURES:
+        shutil.copyfile(gguf_path, SEEDS / gguf_path.name)
 
 
 if __name__ == "__main__":
