@@ -41,7 +41,8 @@ private func fuzzCheckpoint(_ bytes: [UInt8]) {
 }
 
 /// GGUF containers: whatever opens has every tensor inside the file, aligned, and apart from
-/// the others; every metadata value and tensor byte range can be read.
+/// the others; every metadata value and tensor byte range can be read; a vocabulary is
+/// refused or loads.
 private func fuzzGGUF(_ bytes: [UInt8]) {
     guard let gguf = try? GGUFFile(bytes: bytes, path: "fuzz.gguf") else { return }
     require([2, 3].contains(gguf.version), "only versions 2 and 3 open")
@@ -66,6 +67,11 @@ private func fuzzGGUF(_ bytes: [UInt8]) {
         _ = try? gguf.integer(entry.key)
         _ = try? gguf.stringArray(entry.key)
         _ = try? gguf.integerArray(entry.key)
+    }
+    // The vocabulary it may carry: refused, or a model SentencePiece loads.
+    if let model = try? sentencePieceModel(from: gguf) {
+        require((try? Tokenizer(serializedModel: model, name: "fuzz.gguf")) != nil,
+                "a vocabulary that passes the checks loads in SentencePiece")
     }
     // A file that reads as a model is also run for two positions when small.
     guard let weights = try? GGUFModel.weights(from: gguf) else { return }

@@ -88,7 +88,7 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
                     let line = try BatchRequestLine.parse(bytes, defaults: defaults)
                     ids[order] = line.id.map { .raw($0.encoded) } ?? .int(index)
                     var request = line.request
-                    request.prompt = try tokenizer.encode(line.promptText)
+                    request.prompt = try tokenizer.encode(line.promptText, addBOS: model.addBOS)
                     try request.validate(for: config)
                     return .request(request, tag: order)
                 } catch let error as BatchLineError {

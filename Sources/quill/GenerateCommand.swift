@@ -85,7 +85,7 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     var promptText = try readPrompt(options.prompt, limit: promptByteLimit(contextLength: config.contextLength))
     if options.escape, case .text = options.prompt { promptText = processEscapes(promptText) }
     let request = GenerationRequest(
-        prompt: try tokenizer.encode(promptText), maxNewTokens: options.maxNewTokens, sampling: sampling,
+        prompt: try tokenizer.encode(promptText, addBOS: model.addBOS), maxNewTokens: options.maxNewTokens, sampling: sampling,
         ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings)
     try request.validate(for: config)
     // The KV cache holds what this run can reach: the prompt and -n new tokens, within the context.

@@ -5,9 +5,10 @@ import QuillCommandLine
 /// `quill info`: what a model file is: format, sizes, hyperparameters, storage, tokenizer.
 func runInfo(_ o: InfoOptions) throws -> ExitStatus {
     let modelPath = try resolveModelPath(o.modelPath)
-    let model = try loadModel(modelFlag: modelPath, tokenizerFlag: nil, tokenizer: .none)
+    let model = try loadModel(modelFlag: modelPath, tokenizerFlag: nil, tokenizer: .optional)
     let c = model.weights.config
-    let tokenizer = o.tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath)
+    let tokenizer = o.tokenizerPath ?? (model.gguf != nil && model.tokenizer != nil
+        ? "in the file (\(model.tokenizer!.vocabSize) pieces)" : Tokenizer.defaultPath(forCheckpoint: modelPath))
     let quantization: String
     switch model.checkpoint?.format {
     case .version2(let groupSize)?: quantization = "Q8_0 (int8, group size \(groupSize))"

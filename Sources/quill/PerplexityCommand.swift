@@ -16,7 +16,7 @@ func runPerplexity(_ o: PerplexityOptions) throws -> ExitStatus {
         let source: PromptSource = file == "-" ? .standardInput : .file(file)
         let data = try readInputBytes(source, limit: textInputByteLimit)
         let text = try decodeText(data, name: sourceName(source))
-        tokens = try model.requireTokenizer().encode(text)
+        tokens = try model.requireTokenizer().encode(text, addBOS: model.addBOS)
         bytes = data.count
     } else if let ids = o.ids {
         tokens = ids

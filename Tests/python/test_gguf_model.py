@@ -1,6 +1,7 @@
 """A real small model through GGUF: the shipped TinyStories model converted by
 scripts/llama2c_to_gguf.py with llama.cpp's own writer (the PyPI `gguf` package) must give Quill
-the same logits and the same greedy story as the llama2.c file; files holding what Quill's forward
+the same logits and the same greedy story as the llama2.c file, with the tokenizer from -z or from
+the file; files holding what Quill's forward
 pass would not honour (RoPE scaling, a bias, another architecture) are refused in one line.
 """
 
@@ -47,6 +48,10 @@ def test_gguf_gives_the_same_logits_and_story_as_the_llama2c_file(converted):
     assert np.array_equal(np.array(original["logits"]), np.array(from_gguf["logits"]))
     story = quill("-m", str(MODEL), "--temp", "0", "-n", "80", "Once upon a time").stdout
     assert quill("-m", str(converted), "-z", str(TOKENIZER), "--temp", "0", "-n", "80", "Once upon a time").stdout == story
+    # Without -z the vocabulary comes from the file, rebuilt as a SentencePiece model.
+    assert quill("-m", str(converted), "--temp", "0", "-n", "80", "Once upon a time").stdout == story
+    text = "Once upon a time, Tom & Mia saw 3 big ducks.\nThe end."
+    assert quill("tokenize", "-m", str(converted), text).stdout == quill("tokenize", "-z", str(TOKENIZER), text).stdout
     info = json.loads(quill("info", "-m", str(converted), "--json").stdout)
     assert (info["format"], info["version"], info["quantization"]) == ("GGUF", 3, "F32")
 

@@ -17,6 +17,8 @@ public struct LoadedModel {
     public let byteCount: Int
     /// What kind of file it is, for messages and statistics.
     public let formatDescription: String
+    /// Whether prompts start with BOS (a GGUF vocabulary's `add_bos_token`; always for llama2.c).
+    public let addBOS: Bool
     /// The tokenizer: `-z`, or the one found beside the checkpoint; nil when not asked for, or
     /// optional and not found.
     public let tokenizer: Tokenizer?
@@ -78,7 +80,8 @@ public enum ModelLoader {
     public enum TokenizerNeed {
         /// Load it (`-z` or beside the checkpoint); its absence is an error.
         case required
-        /// Load it when given or found beside the checkpoint.
+        /// Load it when given or found beside the checkpoint (or in a GGUF file); one that
+        /// cannot be loaded is left out rather than an error (`info` describes the model anyway).
         case optional
         /// Do not load one.
         case none
@@ -97,16 +100,34 @@ public enum ModelLoader {
         let weights = try checkpoint?.weights ?? GGUFModel.weights(from: gguf!)
         let format = checkpoint.map(\.format.description) ?? "GGUF version \(gguf!.version)"
         var tokenizer: Tokenizer?
-        if need != .none, let path = tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath) {
-            let loaded = try Tokenizer(path: path)
+        var addBOS = true
+        func checked(_ loaded: Tokenizer, _ name: String) throws(ModelLoadError) -> Tokenizer {
             guard loaded.vocabSize == weights.config.vocabSize else {
-                throw ModelLoadError("tokenizer \(path) has \(loaded.vocabSize) pieces but model "
+                throw ModelLoadError("tokenizer \(name) has \(loaded.vocabSize) pieces but model "
                                      + "\(modelPath) has a vocabulary of \(weights.config.vocabSize)")
             }
-            tokenizer = loaded
+            return loaded
+        }
+        if need != .none, tokenizerPath == nil, let gguf {
+            // A GGUF file carries its vocabulary; -z overrides it.
+            func fromFile() throws -> (Tokenizer, Bool) {
+                let vocabulary = try GGUFVocabulary(gguf: gguf)
+                return (try checked(try Tokenizer(vocabulary: vocabulary, name: modelPath), "of \(modelPath)"), vocabulary.addBOS)
+            }
+            if need == .required {
+                (tokenizer, addBOS) = try fromFile()
+            } else if let found = try? fromFile() {
+                (tokenizer, addBOS) = found  // optional (info): a file without a usable vocabulary still describes its model
+            }
+        } else if need != .none, let path = tokenizerPath ?? Tokenizer.defaultPath(forCheckpoint: modelPath) {
+            if need == .required {
+                tokenizer = try checked(try Tokenizer(path: path), path)
+            } else {
+                tokenizer = try? checked(try Tokenizer(path: path), path)
+            }
         }
         let model = LoadedModel(weights: weights, checkpoint: checkpoint, gguf: gguf, path: modelPath, byteCount: file.byteCount,
-                                formatDescription: format, tokenizer: tokenizer, loadSeconds: seconds(since: start))
+                                formatDescription: format, addBOS: addBOS, tokenizer: tokenizer, loadSeconds: seconds(since: start))
         if need == .required { _ = try model.requireTokenizer() }
         return model
     }
