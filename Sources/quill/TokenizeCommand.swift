@@ -5,11 +5,8 @@ import QuillCommandLine
 /// The tokenizer for tokenize/detokenize: -z, else the one beside -m (or the default model).
 private func tokenizerFor(_ o: TokenizeOptions) throws -> Tokenizer {
     if let path = o.tokenizerPath { return try Tokenizer(path: path) }
-    let modelPath = try resolveModelPath(o.modelPath)
-    guard let path = Tokenizer.defaultPath(forCheckpoint: modelPath) else {
-        throw InputError("no tokenizer for \(modelPath): give one with -z")
-    }
-    return try Tokenizer(path: path)
+    // The model's own tokenizer: beside a llama2.c checkpoint, or inside a GGUF file.
+    return try loadModel(modelFlag: o.modelPath, tokenizerFlag: nil).requireTokenizer()
 }
 
 /// `quill tokenize`: ids (default), pieces, or JSON of a text.
