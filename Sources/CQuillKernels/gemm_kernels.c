@@ -1,5 +1,7 @@
 #include "gemm_kernels.h"
 
+#include "ggml_matmul.h"
+
 #include <stdlib.h>
 
 #if defined(__x86_64__)
@@ -219,6 +221,19 @@ void gemm_q8(const float *packed, int n, int k, const int8_t *w, const float *sc
     gemm_run(packed, n, k, &source, row_begin, row_end, y, ldy, buffer);
 }
 
+int gemm_ggml(const float *packed, int n, int k, int type, const void *blocks, int row_begin, int row_end,
+              float *y, int ldy, float *buffer, float *rows_buffer) {
+    if (!gemm_available()) return 0;
+    const weight_source source = {rows_buffer, NULL, NULL, 1, k};
+    for (int row0 = row_begin; row0 < row_end; row0 += STRIPE) {
+        const int rows = row_end - row0 < STRIPE ? row_end - row0 : STRIPE;
+        if (ggml_dequantize_rows(type, blocks, k, row0, row0 + rows, rows_buffer) != 0) return -1;
+        // rows_buffer is W[row0 ..< row0 + rows] as float32: its row j goes to Y[:, row0 + j].
+        gemm_run(packed, n, k, &source, 0, rows, y + row0, ldy, buffer);
+    }
+    return 0;
+}
+
 #else
 
 int gemm_available(void) { return 0; }
@@ -228,5 +243,7 @@ void gemm_f32(const float *packed, int n, int k, const float *w, int row_begin, 
               float *y, int ldy, float *buffer) {}
 void gemm_q8(const float *packed, int n, int k, const int8_t *w, const float *scales, int group,
              int row_begin, int row_end, float *y, int ldy, float *buffer) {}
+int gemm_ggml(const float *packed, int n, int k, int type, const void *blocks, int row_begin, int row_end,
+              float *y, int ldy, float *buffer, float *rows_buffer) { return 0; }
 
 #endif

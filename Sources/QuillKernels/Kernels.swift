@@ -9,7 +9,8 @@ public enum Kernels {
     /// Y (n, W.rows) = X (n, W.cols) · Wᵀ, with X starting at `inputOffset` and Y at
     /// `outputOffset`. Up to 16 rows stream the weights once (memory-bound); a larger block uses
     /// the blocked products of gemm_kernels.h (or sgemm without AVX-512), which read each weight
-    /// once for the whole block. Int8 weights and blocked products need `scratch`.
+    /// once for the whole block. Int8 weights, GGUF blocks and blocked products need `scratch`
+    /// (for GGUF blocks with room for `cols` and for every worker of `pool`).
     /// With a `pool`, the weight rows are split into chunks computed in parallel.
     ///
     /// `independentRows`: every output row is computed exactly (to the bit) as it would be if
@@ -97,6 +98,12 @@ public enum Kernels {
                     quantizedInput = true
                 }
             }
+            if case .ggml = w.storage {
+                // Each worker dequantizes weight rows into its part of `scratch.dequantized`.
+                guard let scratch else { preconditionFailure("GGUF block weights need a MatmulScratch") }
+                precondition(cols <= scratch.maxCols && (pool?.workers ?? 1) <= scratch.workers,
+                             "GGUF block weights need a MatmulScratch with room for \(cols) columns and every worker")
+            }
         }
         let workers = pool?.workers ?? 1
         var totalRows = 0
@@ -110,7 +117,7 @@ public enum Kernels {
         // Chunks of weight rows. Up to `smallBatch` rows (memory-bound): about four chunks per
         // worker, so a slow worker hands work to the others, but never under 64 KB of weights.
         // More rows (compute-bound sgemm, which repacks its inputs per call): two per worker.
-        let rowBytes = max(1, cols * bytesPerWeight(products.a.weights))
+        let rowBytes = max(1, weightRowBytes(products.a.weights))
         var chunkRows: Int
         if streaming {
             chunkRows = max((1 << 16) / rowBytes, (totalRows + 4 * workers - 1) / (4 * workers))
@@ -118,7 +125,10 @@ public enum Kernels {
             if n > 1 { chunkRows = min(chunkRows, max(16, (1 << 18) / rowBytes)) }
         } else {
             chunkRows = max(64, (totalRows + 2 * workers - 1) / (2 * workers))
-            if case .q8 = products.a.weights.storage { chunkRows = min(chunkRows, MatmulScratch.dequantizedRows) }
+            switch products.a.weights.storage {
+            case .q8, .ggml: chunkRows = min(chunkRows, MatmulScratch.dequantizedRows)
+            case .float32: break
+            }
         }
         chunkRows = (chunkRows + 15) / 16 * 16
         let chunks = products.chunkCount(rowsPerChunk: chunkRows)
@@ -163,6 +173,12 @@ public enum Kernels {
                 gemm_f32(packed.value, Int32(n), k, weights.pointer, begin, end, y, ldy, buffer)
             case .q8(let values, let scales, let groupSize):
                 gemm_q8(packed.value, Int32(n), k, values.pointer, scales.pointer, Int32(groupSize), begin, end, y, ldy, buffer)
+            case .ggml(let type, let bytes):
+                // Each 32-row stripe is dequantized into the worker's rows before packing.
+                let rows = scratch.dequantized + worker * MatmulScratch.dequantizedRows * cols
+                let status = gemm_ggml(packed.value, Int32(n), k, Int32(type.rawValue), bytes.pointer, begin, end, y, ldy,
+                                       buffer, rows)
+                precondition(status == 0, "gemm_ggml refused \(type.name) × \(cols)")
             }
         }
         let chunks = products.chunkCount(rowsPerChunk: chunkRows)
@@ -200,9 +216,13 @@ public enum Kernels {
     /// Up to this many rows, products stream the weights (see `product`).
     static let smallBatch = 16
 
-    private static func bytesPerWeight(_ w: WeightMatrix) -> Int {
-        if case .float32 = w.storage { return 4 }
-        return 1
+    /// Bytes one weight row reads (int8 values only for Q8_0), for sizing chunks.
+    private static func weightRowBytes(_ w: WeightMatrix) -> Int {
+        switch w.storage {
+        case .float32: w.cols * 4
+        case .q8: w.cols
+        case .ggml(let type, _): type.rowBytes(count: w.cols)
+        }
     }
 
     /// Y[:, rowRange] for one weight matrix; Y is (n, W.rows) row-major.
@@ -244,6 +264,24 @@ public enum Kernels {
         case .q8(let values, let scales, let groupSize):
             QuantizedKernels.product(values: values.pointer, scales: scales.pointer, groupSize: groupSize,
                                      rows: w.rows, cols: w.cols, batch: n, rowRange: rowRange, output: yp, scratch: scratch!)
+        case .ggml(let type, let bytes):
+            let buffer = scratch!.dequantized + worker * MatmulScratch.dequantizedRows * w.cols
+            let status: Int32
+            if streaming {
+                // A few rows: dequantize a few weight rows at a time into the worker's buffer and
+                // multiply them with the float32 streaming kernel, so each output is the same bits
+                // as for the dequantized float32 matrix, alone or in a batch.
+                status = ggml_matmul_small(Int32(type.rawValue), bytes.pointer, k, xp, Int32(n),
+                                           Int32(rowRange.lowerBound), Int32(rowRange.upperBound), yp, ldy, buffer)
+            } else {
+                // A prefill block without the blocked products: as for int8 weights, this chunk's
+                // rows (at most `dequantizedRows`) as float32, then
+                // X (n, in) · B (m, in)ᵀ → Y[:, rows] (n, m) inside Y (n, out).
+                status = ggml_dequantize_rows(Int32(type.rawValue), bytes.pointer, k, Int32(rowRange.lowerBound),
+                                              Int32(rowRange.upperBound), buffer)
+                quill_sgemm(1, Int32(n), m, k, 1, xp, k, buffer, k, 0, yp + rowRange.lowerBound, ldy)
+            }
+            precondition(status == 0, "GGUF block product refused \(type.name) × \(w.cols)")
         }
     }
 
@@ -261,6 +299,9 @@ public enum Kernels {
             for i in 0..<w.cols {
                 out[i] = Float(values.pointer[base + i]) * scales.pointer[(base + i) / groupSize]
             }
+        case .ggml(let type, let bytes):
+            let status = ggml_dequantize_rows(Int32(type.rawValue), bytes.pointer, Int32(w.cols), Int32(row), Int32(row + 1), out)
+            precondition(status == 0, "ggml_dequantize_rows refused \(type.name) × \(w.cols)")
         }
     }
 

@@ -1,5 +1,5 @@
 // Blocked matrix products for prompt blocks: Y (n, rows) = X (n, k) · Wᵀ with W stored
-// (rows, k) row-major, as float32 or as Q8_0 int8 groups. AVX-512 only; on other CPUs
+// (rows, k) row-major, as float32, as Q8_0 int8 groups, or as GGUF blocks. AVX-512 only; on other CPUs
 // `gemm_available()` is 0 and the caller uses BLAS.
 //
 // Why not sgemm: sgemm repacks both operands on every call. Here the input block is packed
@@ -44,6 +44,13 @@ void gemm_f32(const float *packed, int n, int k, const float *w, int row_begin, 
 /// The same for Q8_0 W: int8 values (rows, k) with one scale per `group` values of a row.
 void gemm_q8(const float *packed, int n, int k, const int8_t *w, const float *scales, int group,
              int row_begin, int row_end, float *y, int ldy, float *buffer);
+
+/// The same for W stored as GGUF blocks of ggml type `type` (see ggml_matmul.h): each stripe of
+/// 32 rows is dequantized into `rows_buffer` (32 × k floats) and packed from there, so the
+/// result is gemm_f32's on the dequantized matrix. Returns 0, or -1 for a type Quill does not
+/// decode or a k that is not a multiple of its block size.
+int gemm_ggml(const float *packed, int n, int k, int type, const void *blocks, int row_begin, int row_end,
+              float *y, int ldy, float *buffer, float *rows_buffer);
 
 #ifdef __cplusplus
 }

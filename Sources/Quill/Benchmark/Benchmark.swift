@@ -50,6 +50,7 @@ public enum Benchmark {
             switch w.storage {
             case .float32: return w.rows * w.cols * 4
             case .q8(_, _, let groupSize): return w.rows * w.cols + w.rows * w.cols / groupSize * 4
+            case .ggml(let type, _): return w.rows * type.rowBytes(count: w.cols)
             }
         }
         var total = bytes(checkpoint.classifier) + c.dim * 4

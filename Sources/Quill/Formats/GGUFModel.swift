@@ -4,7 +4,7 @@ import QuillKernels
 /// tensors by llama.cpp's names, checked against `ModelConfig.shape(of:)`. Anything the file
 /// holds that Quill's forward pass would not honour (RoPE scaling, per-frequency RoPE factors,
 /// biases, experts, partial rotary dimensions, unknown tensors) is refused by name rather than
-/// ignored.
+/// ignored. Weight tensors may be F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K, mixed.
 public enum GGUFModel {
     /// Architectures Quill runs; `llama` files pair adjacent RoPE elements (llama.cpp's converter
     /// undoes Hugging Face's Q/K permutation), as llama2.c does.
@@ -127,9 +127,11 @@ public enum GGUFModel {
     /// A weight matrix over a tensor's bytes in the mapping.
     static func weightMatrix(_ t: GGUFTensorInfo, rows: Int, cols: Int, in gguf: GGUFFile) throws(CheckpointError) -> WeightMatrix {
         try gguf.requireReadable(t)
-        guard t.type == .f32 else {
-            throw gguf.error("tensor '\(t.name)' is \(t.type.name); this build of Quill computes with F32 GGUF tensors only so far")
+        guard let type = t.type.decoded else { throw gguf.error("tensor '\(t.name)' is \(t.type.name), which Quill does not read") }
+        if type == .f32 {
+            return WeightMatrix(rows: rows, cols: cols, storage: .float32(gguf.file.floats(at: t.dataOffset, count: rows * cols)))
         }
-        return WeightMatrix(rows: rows, cols: cols, storage: .float32(gguf.file.floats(at: t.dataOffset, count: rows * cols)))
+        // Quantized and 16-bit rows stay as the file's blocks; the products decode them.
+        return WeightMatrix(rows: rows, cols: cols, storage: .ggml(type, gguf.file.byteView(at: t.dataOffset, count: t.byteCount)))
     }
 }

@@ -136,6 +136,7 @@ extension WeightMatrix {
         switch storage {
         case .float32: "F32"
         case .q8: "Q8_0"
+        case .ggml(let type, _): type.name
         }
     }
 }

@@ -17,6 +17,18 @@ extension ModelWeights {
                 return includingLargeFloatTensors ? check(values, name, layer) : nil
             case .q8(_, let scales, _):
                 return check(scales, name + " (int8 scales)", layer)
+            case .ggml:
+                // GGUF blocks keep their scales inside the blocks: check the dequantized values,
+                // like a float32 matrix.
+                guard includingLargeFloatTensors else { return nil }
+                for r in 0..<matrix.rows {
+                    let row = matrix.rowValues(r)
+                    if let i = row.firstIndex(where: { !$0.isFinite }) {
+                        let where_ = layer.map { " of layer \($0)" } ?? ""
+                        return "tensor \(name)\(where_) has a non-finite value (\(row[i])) at index \(r * matrix.cols + i)"
+                    }
+                }
+                return nil
             }
         }
         for (l, layer) in layers.enumerated() {
