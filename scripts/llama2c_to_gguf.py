@@ -3,6 +3,9 @@
 GGUF file for the `llama` architecture, written by llama.cpp's own writer (the PyPI `gguf`
 package) with llama.cpp's tensor names and metadata keys, so the result also runs in llama.cpp.
 
+`--type` stores the weight matrices (embedding included) as F16, BF16, Q8_0, Q4_0 or Q5_0, quantized
+by the same package; norms stay F32, as llama.cpp keeps them.
+
 llama2.c keeps Meta's interleaved Q/K layout (RoPE pairs adjacent elements), which is what
 llama.cpp's `llama` architecture expects, so the tensors are written unchanged.
 
@@ -84,12 +87,26 @@ def write_tokenizer(writer, tokenizer_path, vocab):
     writer.add_add_eos_token(False)
 
 
+TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0"]
+
+
+def add_matrix(writer, name, array, type_name):
+    """A weight matrix (rows, cols) in `type_name`, quantized by the gguf package."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if type_name == "F32":
+        writer.add_tensor(name, array)
+        return
+    qtype = gguf.GGMLQuantizationType[type_name]
+    writer.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("tokenizer", help="SentencePiece .model, or 'none' to write no vocabulary (fuzz seeds)")
     parser.add_argument("output")
     parser.add_argument("--norm-eps", type=float, default=1e-5, help="RMSNorm epsilon (llama2.c's run.c: 1e-5)")
+    parser.add_argument("--type", choices=TYPES, default="F32", help="storage of the weight matrices")
     args = parser.parse_args()
     config, t, shared = read_llama2c(args.checkpoint)
     writer = gguf.GGUFWriter(args.output, "llama")
@@ -104,18 +121,23 @@ def main():
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(args.norm_eps)
     writer.add_vocab_size(config["vocab"])
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type({"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
+                          "BF16": gguf.LlamaFileType.MOSTLY_BF16, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+                          "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "Q5_0": gguf.LlamaFileType.MOSTLY_Q5_0}[args.type])
     if args.tokenizer != "none":
         write_tokenizer(writer, args.tokenizer, config["vocab"])
-    writer.add_tensor("token_embd.weight", np.ascontiguousarray(t["embedding"]))
+    add_matrix(writer, "token_embd.weight", t["embedding"], args.type)
     for layer in range(config["layers"]):
         for name, key in [("attn_norm", "rms_att"), ("attn_q", "wq"), ("attn_k", "wk"), ("attn_v", "wv"),
                           ("attn_output", "wo"), ("ffn_norm", "rms_ffn"), ("ffn_gate", "w1"), ("ffn_down", "w2"),
                           ("ffn_up", "w3")]:
-            writer.add_tensor(f"blk.{layer}.{name}.weight", np.ascontiguousarray(t[key][layer]))
+            if key.startswith("rms"):
+                writer.add_tensor(f"blk.{layer}.{name}.weight", np.ascontiguousarray(t[key][layer]))
+            else:
+                add_matrix(writer, f"blk.{layer}.{name}.weight", t[key][layer], args.type)
     writer.add_tensor("output_norm.weight", np.ascontiguousarray(t["rms_final"]))
     if not shared:
-        writer.add_tensor("output.weight", np.ascontiguousarray(t["wcls"]))
+        add_matrix(writer, "output.weight", t["wcls"], args.type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

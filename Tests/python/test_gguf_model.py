@@ -105,3 +105,39 @@ def test_what_quill_would_not_honour_is_refused(tmp_path, label, variant, fragme
     lines = run.stderr.decode().splitlines()
     assert run.returncode == 1 and len(lines) == 1 and lines[0].startswith("quill: error: "), (label, lines)
     assert fragment in lines[0], (label, lines[0])
+
+
+LLAMA2C_NAMES = {"attn_norm": "rms_att", "attn_q": "wq", "attn_k": "wk", "attn_v": "wv", "attn_output": "wo",
+                 "ffn_norm": "rms_ffn", "ffn_gate": "w1", "ffn_down": "w2", "ffn_up": "w3"}
+
+
+def dequantized_weights(path):
+    """The weights of a GGUF file as float64, decoded by the gguf package from the same bytes Quill reads."""
+    reader = gguf.GGUFReader(str(path))
+    tensors = {t.name: gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64).reshape(
+        [int(d) for d in reversed(t.shape)]) for t in reader.tensors}
+    layers = max(int(name.split(".")[1]) for name in tensors if name.startswith("blk.")) + 1
+    w = {"token_embedding": tensors["token_embd.weight"], "rms_final": tensors["output_norm.weight"]}
+    for short, long in LLAMA2C_NAMES.items():
+        w[long] = np.stack([tensors[f"blk.{l}.{short}.weight"] for l in range(layers)])
+    return w
+
+
+@pytest.mark.parametrize("storage", ["F16", "BF16", "Q8_0", "Q4_0", "Q5_0"])
+def test_quantized_gguf_logits_match_a_numpy_forward_of_the_same_bytes(tmp_path, storage):
+    from llama_reference import llama2c_forward
+    path = tmp_path / f"tinystories-{storage}.gguf"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "llama2c_to_gguf.py"), str(MODEL), str(TOKENIZER), str(path),
+                    "--type", storage], check=True, capture_output=True)
+    config, _, shared = llama2c_to_gguf.read_llama2c(str(MODEL))
+    c = {"dim": config["dim"], "n_layers": config["layers"], "n_heads": config["heads"], "n_kv_heads": config["kv_heads"],
+         "shared_classifier": shared}
+    ids = [int(i) for i in IDS.split(",")]
+    expected = llama2c_forward(c, dequantized_weights(path), ids)
+    got = np.array(json.loads(quill("logits", "-m", str(path), "--ids", IDS).stdout)["logits"])
+    # Quill decodes the blocks exactly and computes in float32: the same bound as for float32 files
+    # (test_export.py's QUILL_TOL), far below the quantization error itself (checked to be larger).
+    assert np.abs(got - expected).max() < 1e-4, storage
+    original = np.array(json.loads(quill("logits", "-m", str(MODEL), "--ids", IDS).stdout)["logits"])
+    if storage not in ("F16", "BF16"):
+        assert np.abs(original - expected).max() > 1e-3, "the quantized model differs from float32"
