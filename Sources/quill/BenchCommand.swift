@@ -107,7 +107,7 @@ private func unlinkedTemporaryFile() throws(InputError) -> (FileHandle, String) 
     var template = Array("\(folder)/quill-bench-XXXXXX".utf8CString)
     let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
     guard fd >= 0 else { throw InputError("\(folder): cannot create a temporary file: \(String(cString: strerror(errno)))") }
-    unlink(String(cString: template))
+    unlink(template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
     return (FileHandle(fileDescriptor: fd, closeOnDealloc: true), "/dev/fd/\(fd)")
 }
 

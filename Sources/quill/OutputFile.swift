@@ -43,7 +43,7 @@ struct ReplacementFile {
         guard fd >= 0 else { throw InputError("\(folder): cannot create a file there: \(String(cString: strerror(errno)))") }
         close(fd)
         self.destination = destination
-        temporary = String(cString: template)
+        temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     /// Gives the finished file the usual permissions (0666 less the umask) and renames it over
