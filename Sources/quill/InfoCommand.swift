@@ -17,7 +17,7 @@ func runInfo(_ o: InfoOptions) throws -> ExitStatus {
     }
     let format = model.checkpoint != nil ? "llama2.c" : "GGUF"
     let version = model.checkpoint?.format.version ?? model.gguf?.version ?? 0
-    let fields: [(String, JSON)] = [
+    var fields: [(String, JSON)] = [
         ("path", .string(modelPath)), ("format", .string(format)), ("version", .int(version)),
         ("bytes", .int(model.byteCount)), ("parameters", .int(c.parameterCount)),
         ("dim", .int(c.dim)), ("hidden_dim", .int(c.hiddenDim)), ("layers", .int(c.layerCount)),
@@ -27,6 +27,18 @@ func runInfo(_ o: InfoOptions) throws -> ExitStatus {
         ("rope_theta", .number(c.ropeTheta, decimals: 1)), ("quantization", .string(quantization)),
         ("tokenizer", tokenizer.map { .string($0) } ?? .null),
     ]
+    if let gguf = model.gguf {
+        // Storage types with tensor counts and bytes, then the file's own metadata.
+        var storage: [String: (tensors: Int, bytes: Int)] = [:]
+        for tensor in gguf.tensors {
+            storage[tensor.type.name, default: (0, 0)].tensors += 1
+            storage[tensor.type.name, default: (0, 0)].bytes += tensor.byteCount
+        }
+        fields.append(("storage", .object(storage.sorted { $0.value.bytes > $1.value.bytes }.map {
+            ($0.key, .object([("tensors", .int($0.value.tensors)), ("bytes", .int($0.value.bytes))]))
+        })))
+        fields.append(("metadata", .object(gguf.metadata.map { ($0.key, metadataJSON($0.value)) })))
+    }
     if o.json {
         OutputStream.standardOutput.write(JSON.object(fields).encoded + "\n")
     } else {
@@ -36,6 +48,12 @@ func runInfo(_ o: InfoOptions) throws -> ExitStatus {
             switch value {
             case .string(let s): text = s
             case .null: text = "none found"
+            case .object(let members):  // storage and metadata: one member a line, indented
+                return key + "\n" + members.map { name, member in
+                    let shown: String
+                    if case .string(let s) = member { shown = s } else { shown = member.encoded }
+                    return "  " + name + "  " + shown
+                }.joined(separator: "\n")
             default: text = value.encoded
             }
             return key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text
@@ -43,4 +61,49 @@ func runInfo(_ o: InfoOptions) throws -> ExitStatus {
         OutputStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
     }
     return .success
+}
+
+/// A metadata value as JSON: scalars as they are, arrays of up to 16 elements in full, longer
+/// ones (a vocabulary) as their type and length.
+private func metadataJSON(_ value: GGUFValue) -> JSON {
+    func number<T>(_ v: T) -> JSON where T: BinaryFloatingPoint & LosslessStringConvertible {
+        v.isFinite ? .raw(String(v)) : .string(String(v))
+    }
+    switch value {
+    case .uint8(let v): return .raw(String(v))
+    case .int8(let v): return .raw(String(v))
+    case .uint16(let v): return .raw(String(v))
+    case .int16(let v): return .raw(String(v))
+    case .uint32(let v): return .raw(String(v))
+    case .int32(let v): return .raw(String(v))
+    case .uint64(let v): return .raw(String(v))
+    case .int64(let v): return .raw(String(v))
+    case .float32(let v): return number(v)
+    case .float64(let v): return number(v)
+    case .bool(let v): return .bool(v)
+    case .string(let v): return .string(v)
+    case .array(let array):
+        guard array.count <= 16 else {
+            return .object([("type", .string(array.typeName)), ("count", .int(array.count))])
+        }
+        return .array(arrayElements(array).map(metadataJSON))
+    }
+}
+
+private func arrayElements(_ array: GGUFArray) -> [GGUFValue] {
+    switch array {
+    case .uint8(let a): a.map { .uint8($0) }
+    case .int8(let a): a.map { .int8($0) }
+    case .uint16(let a): a.map { .uint16($0) }
+    case .int16(let a): a.map { .int16($0) }
+    case .uint32(let a): a.map { .uint32($0) }
+    case .int32(let a): a.map { .int32($0) }
+    case .float32(let a): a.map { .float32($0) }
+    case .bool(let a): a.map { .bool($0) }
+    case .string(let a): a.map { .string($0) }
+    case .uint64(let a): a.map { .uint64($0) }
+    case .int64(let a): a.map { .int64($0) }
+    case .float64(let a): a.map { .float64($0) }
+    case .array(let a): a.map { .array($0) }
+    }
 }

@@ -138,6 +138,17 @@ def test_quantized_gguf_logits_match_a_numpy_forward_of_the_same_bytes(tmp_path,
     # Quill decodes the blocks exactly and computes in float32: the same bound as for float32 files
     # (test_export.py's QUILL_TOL), far below the quantization error itself (checked to be larger).
     assert np.abs(got - expected).max() < 1e-4, storage
+    # info's storage table and metadata agree with the gguf package's reader.
+    info = json.loads(quill("info", "-m", str(path), "--json").stdout)
+    reader = gguf.GGUFReader(str(path))
+    counts = {}
+    for t in reader.tensors:
+        entry = counts.setdefault(t.tensor_type.name, {"tensors": 0, "bytes": 0})
+        entry["tensors"] += 1
+        entry["bytes"] += int(t.n_bytes)
+    assert info["storage"] == counts
+    assert info["metadata"]["llama.block_count"] == reader.fields["llama.block_count"].contents()
+    assert info["metadata"]["tokenizer.ggml.tokens"] == {"type": "array of string", "count": 2048}
     original = np.array(json.loads(quill("logits", "-m", str(MODEL), "--ids", IDS).stdout)["logits"])
     if storage not in ("F16", "BF16"):
         assert np.abs(original - expected).max() > 1e-3, "the quantized model differs from float32"
