@@ -57,21 +57,13 @@ public struct GGUFFile: Sendable {
 
     /// Maps and validates the GGUF file at `path`.
     public init(path: String) throws(CheckpointError) {
-        let file: MappedFile
-        do { file = try MappedFile(path: path) } catch {
-            throw CheckpointError(path: path, problem: error.reason)
-        }
-        try self.init(file: file)
+        try self.init(file: try MappedFile.checkpoint(path: path))
     }
 
     /// Validates a GGUF file held in memory (`bytes`), named `path` in messages: the same
     /// checks as a file, for tests and fuzzing.
     public init(bytes: [UInt8], path: String) throws(CheckpointError) {
-        let file: MappedFile
-        do { file = try MappedFile(bytes: bytes, path: path) } catch {
-            throw CheckpointError(path: path, problem: error.reason)
-        }
-        try self.init(file: file)
+        try self.init(file: try MappedFile.checkpoint(bytes: bytes, path: path))
     }
 
     /// Validates the GGUF file in `file`. Every count and length is checked against the bytes

@@ -53,21 +53,13 @@ public struct Checkpoint: Sendable {
 
     /// Maps and validates the checkpoint at `path`.
     public init(path: String) throws(CheckpointError) {
-        let file: MappedFile
-        do { file = try MappedFile(path: path) } catch {
-            throw CheckpointError(path: path, problem: error.reason)
-        }
-        try self.init(file: file)
+        try self.init(file: try MappedFile.checkpoint(path: path))
     }
 
     /// Validates a checkpoint held in memory (`bytes`), named `path` in messages: the same
     /// checks as a file, for fuzzing.
     public init(bytes: [UInt8], path: String) throws(CheckpointError) {
-        let file: MappedFile
-        do { file = try MappedFile(bytes: bytes, path: path) } catch {
-            throw CheckpointError(path: path, problem: error.reason)
-        }
-        try self.init(file: file)
+        try self.init(file: try MappedFile.checkpoint(bytes: bytes, path: path))
     }
 
     init(file: MappedFile) throws(CheckpointError) {

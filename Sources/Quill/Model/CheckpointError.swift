@@ -1,3 +1,5 @@
+import QuillKernels
+
 /// Why a checkpoint cannot be used. Each message names the file and the problem.
 public struct CheckpointError: Error, CustomStringConvertible, Sendable {
     public let path: String
@@ -18,4 +20,16 @@ public func groupedDigits(_ value: Int) -> String {
         result.append(character)
     }
     return value < 0 ? "-" + result : result
+}
+
+extension MappedFile {
+    /// The file at `path`, mapped, or a CheckpointError naming it (what every format reader needs).
+    static func checkpoint(path: String) throws(CheckpointError) -> MappedFile {
+        do { return try MappedFile(path: path) } catch { throw CheckpointError(path: path, problem: error.reason) }
+    }
+
+    /// `bytes` held like a mapped file named `path` (for tests and fuzzing), or a CheckpointError.
+    static func checkpoint(bytes: [UInt8], path: String) throws(CheckpointError) -> MappedFile {
+        do { return try MappedFile(bytes: bytes, path: path) } catch { throw CheckpointError(path: path, problem: error.reason) }
+    }
 }

@@ -91,8 +91,7 @@ public enum ModelLoader {
     /// found beside the checkpoint), checking that their vocabularies agree.
     public static func load(modelPath: String, tokenizerPath: String?, tokenizer need: TokenizerNeed) throws -> LoadedModel {
         let start = DispatchTime.now()
-        let file: MappedFile
-        do { file = try MappedFile(path: modelPath) } catch { throw CheckpointError(path: modelPath, problem: error.reason) }
+        let file = try MappedFile.checkpoint(path: modelPath)
         // The format is told by the first four bytes: "GGUF", else a llama2.c header.
         let isGGUF = file.byteCount >= 4 && file.uint32(at: 0) == GGUFFile.magic
         let checkpoint = isGGUF ? nil : try Checkpoint(file: file)
