@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
-"""Convert a Hugging Face Llama-family model into a llama2.c version 1 checkpoint for Quill.
+"""Convert a Hugging Face Llama-family model into a GGUF file (or a llama2.c checkpoint) for Quill.
 
-Usage: python3 scripts/export.py HF_DIR OUT.bin
+Usage: python3 scripts/export.py HF_DIR OUT.gguf [--type f32|f16]
+       python3 scripts/export.py HF_DIR OUT.bin --format llama2c
 
 HF_DIR holds config.json, the weights as *.safetensors (one file, or shards listed in
-model.safetensors.index.json) and tokenizer.model. The output is float32 with the 256-byte
-version 1 header (see ../shared/docs/formats.md); tokenizer.model is copied beside it with the
-same stem (OUT.bin -> OUT.model).
+model.safetensors.index.json) and tokenizer.model.
 
-Only numpy is needed: safetensors files are parsed here and memory-mapped, and the output is
-written one tensor (one layer) at a time, so a 7B model does not need twice its size in RAM.
+--format gguf (the default) writes the `llama` architecture through llama.cpp's own writer (the
+PyPI `gguf` package) with llama.cpp's tensor names and metadata keys, RoPE base and norm epsilon
+included, and the SentencePiece vocabulary inside the file, so the result also runs in llama.cpp.
+Weight matrices are float32, or float16 with --type f16; norms stay float32. Needs numpy, gguf
+and sentencepiece.
 
-Anything the llama2.c format cannot express, and Quill would therefore run wrongly, is refused
-with a one-line error naming the config field or tensor, before any output is written.
+--format llama2c writes float32 with the 256-byte version 1 header (see ../shared/docs/formats.md)
+and copies tokenizer.model beside it with the same stem (OUT.bin -> OUT.model). That format has no
+field for the RoPE base or the norm epsilon, so it takes only 10000 and 1e-5. Needs numpy only.
+
+Safetensors files are parsed here and memory-mapped, and the output is written one tensor at a
+time, so a 7B model does not need twice its size in RAM.
+
+Anything the output format cannot express, or Quill's forward pass would not honour (RoPE scaling
+of any kind, a sliding window shorter than the context, biases, another architecture), is refused
+with a one-line error naming the config key or tensor, before any output is written.
 """
 
 import argparse
@@ -117,8 +127,49 @@ def find_tensors(hf_dir):
 # Config validation.
 
 
-def read_config(hf_dir):
-    """Return the llama2.c header fields, refusing what the format or Quill cannot represent."""
+def read_rope_theta(cfg):
+    """Return the RoPE base, reading both spellings: transformers 5 writes `rope_parameters`
+    ({"rope_theta": ..., "rope_type": "default", ...}); older versions top-level `rope_theta` and
+    `rope_scaling`. Quill rotates with the plain (unscaled) frequencies only, so any scaling is
+    refused rather than converted into a model whose long-range positions would be wrong."""
+    for key in ("rope_parameters", "rope_scaling"):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ExportError(f"{key} is {json.dumps(value)}; expected an object")
+        kind = value.get("rope_type", value.get("type", "default"))
+        if kind != "default":
+            raise ExportError(f"{key} has rope_type {kind!r} ({json.dumps(value)}); Quill has no RoPE "
+                              "scaling, only rope_type \"default\"")
+        if value.get("partial_rotary_factor", 1.0) != 1.0:
+            raise ExportError(f"{key}.partial_rotary_factor is {value['partial_rotary_factor']}; "
+                              "Quill rotates the whole head")
+        unknown = sorted(set(value) - {"rope_type", "type", "rope_theta", "partial_rotary_factor"})
+        if unknown:
+            raise ExportError(f"{key} has {', '.join(unknown)} ({json.dumps(value)}); Quill understands "
+                              "only rope_theta with rope_type \"default\"")
+    if cfg.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ExportError(f"partial_rotary_factor is {cfg['partial_rotary_factor']}; Quill rotates the whole head")
+
+    given = {}  # spelling -> value
+    for key in ("rope_parameters", "rope_scaling"):
+        if isinstance(cfg.get(key), dict) and "rope_theta" in cfg[key]:
+            given[f"{key}.rope_theta"] = cfg[key]["rope_theta"]
+    if cfg.get("rope_theta") is not None:
+        given["rope_theta"] = cfg["rope_theta"]
+    if len(set(given.values())) > 1:
+        raise ExportError("the RoPE base is given twice with different values: "
+                          + ", ".join(f"{k} {v}" for k, v in given.items()))
+    theta = next(iter(given.values()), ROPE_THETA)  # Llama's and Mistral's Hugging Face default
+    name = next(iter(given), "rope_theta")
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+        raise ExportError(f"{name} is {theta!r}; expected a positive number")
+    return name, float(theta)
+
+
+def read_config(hf_dir, fmt):
+    """Return the model's hyperparameters, refusing what `fmt` or Quill cannot represent."""
     with open(os.path.join(hf_dir, "config.json")) as f:
         cfg = json.load(f)
 
@@ -129,24 +180,35 @@ def read_config(hf_dir):
                   "vocab_size", "max_position_embeddings"):
         if not isinstance(cfg.get(field), int) or cfg[field] <= 0:
             raise ExportError(f"{field} must be a positive integer, got {cfg.get(field)!r}")
+    context = cfg["max_position_embeddings"]
 
-    if cfg.get("rope_scaling") is not None:
-        raise ExportError(f"rope_scaling is {json.dumps(cfg['rope_scaling'])}; Quill has no RoPE "
-                          "scaling (it must be null or absent)")
-    theta = cfg.get("rope_theta", ROPE_THETA)
-    if theta != ROPE_THETA:
-        raise ExportError(f"rope_theta is {theta}; the llama2.c format has no field for it and "
-                          f"Quill uses {ROPE_THETA:g}")
-    # Hugging Face's LlamaConfig/MistralConfig default is 1e-6, so a missing value is refused too.
+    theta_key, theta = read_rope_theta(cfg)
+    # Hugging Face's LlamaConfig/MistralConfig default is 1e-6 when the key is absent.
     eps = cfg.get("rms_norm_eps", 1e-6)
-    if abs(eps - RMS_NORM_EPS) > EPS_TOLERANCE:
-        shown = f"{eps:g}" if "rms_norm_eps" in cfg else f"absent (Hugging Face default {eps:g})"
-        raise ExportError(f"rms_norm_eps is {shown}; Quill uses {RMS_NORM_EPS:g} (Llama 2 and "
-                          "TinyLlama use 1e-5; OpenLLaMA's 1e-6 is refused on purpose, since "
-                          "its outputs would be subtly wrong)")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ExportError(f"rms_norm_eps is {eps!r}; expected a positive number")
+    if fmt == "llama2c":
+        if theta != ROPE_THETA:
+            raise ExportError(f"{theta_key} is {theta:g}; the llama2.c format has no field for it and "
+                              f"Quill uses {ROPE_THETA:g} (use --format gguf, which carries it)")
+        if abs(eps - RMS_NORM_EPS) > EPS_TOLERANCE:
+            shown = f"{eps:g}" if "rms_norm_eps" in cfg else f"absent (Hugging Face default {eps:g})"
+            raise ExportError(f"rms_norm_eps is {shown}; the llama2.c format has no field for it and "
+                              f"Quill uses {RMS_NORM_EPS:g} (use --format gguf, which carries it)")
+
+    # A window shorter than the context changes which positions attend to which; Quill attends
+    # over the whole context. A window at least as long as the context never takes effect.
+    window = cfg.get("sliding_window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < context):
+        raise ExportError(f"sliding_window is {window!r}, shorter than max_position_embeddings {context}; "
+                          "Quill attends over the whole context and would be wrong past the window")
+    layer_types = cfg.get("layer_types") or []
+    if any(t != "full_attention" for t in layer_types):
+        raise ExportError(f"layer_types has {sorted(set(layer_types) - {'full_attention'})}; Quill has "
+                          "only full attention in every layer")
     for field in ("attention_bias", "mlp_bias"):
         if cfg.get(field):
-            raise ExportError(f"{field} is true; the llama2.c format has no bias tensors")
+            raise ExportError(f"{field} is true; Quill has no bias tensors")
     act = cfg.get("hidden_act", "silu")
     if act != "silu":
         raise ExportError(f"hidden_act is {act!r}; Quill's feed-forward uses SwiGLU with silu")
@@ -160,15 +222,10 @@ def read_config(hf_dir):
         raise ExportError(f"head size hidden_size/num_attention_heads = {head_size} is odd; RoPE needs pairs")
     if cfg.get("head_dim") is not None and cfg["head_dim"] != head_size:
         raise ExportError(f"head_dim is {cfg['head_dim']} but hidden_size/num_attention_heads is "
-                          f"{head_size}; llama2.c derives the head size from dim")
+                          f"{head_size}; Quill derives the head size from dim")
     if n_heads % n_kv_heads:
         raise ExportError(f"num_attention_heads {n_heads} is not a multiple of "
                           f"num_key_value_heads {n_kv_heads}")
-
-    if archs[0] == "MistralForCausalLM" and cfg.get("sliding_window") is not None:
-        print(f"{PROG}: note: sliding_window={cfg['sliding_window']} is ignored; Quill attends over "
-              "the full context (identical while the context is no longer than the window)",
-              file=sys.stderr)
 
     return {
         "dim": dim,
@@ -177,7 +234,9 @@ def read_config(hf_dir):
         "n_heads": n_heads,
         "n_kv_heads": n_kv_heads,
         "vocab_size": cfg["vocab_size"],
-        "seq_len": cfg["max_position_embeddings"],
+        "seq_len": context,
+        "rope_theta": theta,
+        "rms_norm_eps": float(eps),
         "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
         "architecture": archs[0],
     }
@@ -220,7 +279,7 @@ def plan_tensors(c, tensors):
 
     for name in tensors:
         if name.endswith(".bias"):
-            raise ExportError(f"tensor {name} is present; the llama2.c format has no bias tensors")
+            raise ExportError(f"tensor {name} is present; Quill has no bias tensors")
     expected = {name for group in groups for name, _, _ in group}
     # Older exports carry the RoPE frequency buffer (recomputed by Quill); a tied lm_head is a copy.
     ignorable = lambda n: n.endswith("rotary_emb.inv_freq") or (shared and n == "lm_head.weight")
@@ -277,27 +336,127 @@ def write_checkpoint(out_path, c, groups, shared, tensors):
     return os.path.getsize(out_path)
 
 
-def export(hf_dir, out_path):
+# llama.cpp's name for each per-layer Hugging Face tensor, in llama.cpp's converter's order.
+GGUF_LAYER_NAMES = [
+    ("input_layernorm", "attn_norm"),
+    ("self_attn.q_proj", "attn_q"),
+    ("self_attn.k_proj", "attn_k"),
+    ("self_attn.v_proj", "attn_v"),
+    ("self_attn.o_proj", "attn_output"),
+    ("post_attention_layernorm", "ffn_norm"),
+    ("mlp.gate_proj", "ffn_gate"),
+    ("mlp.down_proj", "ffn_down"),
+    ("mlp.up_proj", "ffn_up"),
+]
+
+
+def gguf_tensor_plan(c, shared):
+    """[(gguf name, hf name, rope heads or None)] in llama.cpp's order; `output` only when untied.
+    Names and shapes were checked by plan_tensors."""
+    plan = [("token_embd.weight", "model.embed_tokens.weight", None)]
+    rope_heads = {"self_attn.q_proj": c["n_heads"], "self_attn.k_proj": c["n_kv_heads"]}
+    for i in range(c["n_layers"]):
+        for hf, gg in GGUF_LAYER_NAMES:
+            plan.append((f"blk.{i}.{gg}.weight", layer_name(i, hf), rope_heads.get(hf)))
+    plan.append(("output_norm.weight", "model.norm.weight", None))
+    if not shared:
+        plan.append(("output.weight", "lm_head.weight", None))
+    return plan
+
+
+def load_gguf_packages():
+    try:
+        import gguf
+        import sentencepiece  # noqa: F401  (used by llama2c_to_gguf.write_tokenizer)
+    except ImportError as e:
+        raise ExportError(f"--format gguf needs the gguf and sentencepiece packages ({e}; "
+                          "pip install gguf sentencepiece); --format llama2c needs numpy only") from None
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from llama2c_to_gguf import write_tokenizer  # the vocabulary as llama.cpp's converter writes it
+    return gguf, write_tokenizer
+
+
+def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_name):
+    """Write OUT.tmp with llama.cpp's writer, one tensor at a time, then rename."""
+    gguf, write_tokenizer = load_gguf_packages()
+    import sentencepiece
+    pieces = sentencepiece.SentencePieceProcessor(model_file=tokenizer_path).get_piece_size()
+    if pieces != c["vocab_size"]:
+        raise ExportError(f"{tokenizer_path} has {pieces} pieces but vocab_size is {c['vocab_size']}; "
+                          "the GGUF vocabulary must match the embedding rows")
+
+    plan = gguf_tensor_plan(c, shared)
+    stored = lambda hf: np.float16 if out_type == "f16" and len(tensors[hf].shape) == 2 else np.float32
+    tmp_path = out_path + ".tmp"
+    writer = gguf.GGUFWriter(tmp_path, "llama")
+    try:
+        writer.add_name(model_name)
+        writer.add_context_length(c["seq_len"])
+        writer.add_embedding_length(c["dim"])
+        writer.add_block_count(c["n_layers"])
+        writer.add_feed_forward_length(c["hidden_dim"])
+        writer.add_head_count(c["n_heads"])
+        writer.add_head_count_kv(c["n_kv_heads"])
+        writer.add_rope_dimension_count(c["dim"] // c["n_heads"])
+        writer.add_rope_freq_base(c["rope_theta"])
+        writer.add_layer_norm_rms_eps(c["rms_norm_eps"])
+        writer.add_vocab_size(c["vocab_size"])
+        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if out_type == "f16" else gguf.LlamaFileType.ALL_F32)
+        write_tokenizer(writer, tokenizer_path, c["vocab_size"])
+        for name, hf, _ in plan:
+            dtype = np.dtype(stored(hf))
+            shape = tensors[hf].shape
+            writer.add_tensor_info(name, shape, dtype, math.prod(shape) * dtype.itemsize)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for _, hf, rope_heads in plan:
+            w = tensors[hf].load()
+            if rope_heads is not None:
+                # llama.cpp's `llama` architecture rotates adjacent pairs, like llama2.c.
+                w = rotate_half_to_adjacent(w, rope_heads)
+            writer.write_tensor_data(np.ascontiguousarray(w, dtype=stored(hf)))
+            del w  # drop the mapping/copy before the next tensor
+        writer.close()
+        os.replace(tmp_path, out_path)
+    except BaseException:
+        writer.close()
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    return os.path.getsize(out_path)
+
+
+def export(hf_dir, out_path, fmt="gguf", out_type="f32"):
     if not os.path.isfile(os.path.join(hf_dir, "config.json")):
         raise ExportError(f"{hf_dir} has no config.json")
     tokenizer_src = os.path.join(hf_dir, "tokenizer.model")
     if not os.path.isfile(tokenizer_src):
         raise ExportError(f"{hf_dir} has no tokenizer.model (Quill needs the SentencePiece model; "
                           "tokenizer.json alone is not supported)")
+    if fmt == "llama2c" and out_type != "f32":
+        raise ExportError(f"--type {out_type} needs --format gguf; the llama2.c output is float32")
     stem, _ = os.path.splitext(out_path)
     tokenizer_dst = stem + ".model"
-    if os.path.abspath(tokenizer_dst) == os.path.abspath(out_path):
+    if fmt == "llama2c" and os.path.abspath(tokenizer_dst) == os.path.abspath(out_path):
         raise ExportError(f"output {out_path} would be overwritten by the tokenizer copy; use a .bin name")
 
-    c = read_config(hf_dir)
+    c = read_config(hf_dir, fmt)
     tensors = find_tensors(hf_dir)
     groups, shared = plan_tensors(c, tensors)
     dtypes = sorted({tensors[name].dtype for group in groups for name, _, _ in group})
     print(f"{PROG}: {c['architecture']} dim={c['dim']} hidden_dim={c['hidden_dim']} "
           f"n_layers={c['n_layers']} n_heads={c['n_heads']} n_kv_heads={c['n_kv_heads']} "
-          f"vocab_size={c['vocab_size']} seq_len={c['seq_len']} "
-          f"shared_classifier={int(shared)} source dtype={'+'.join(dtypes)}", file=sys.stderr)
+          f"vocab_size={c['vocab_size']} seq_len={c['seq_len']} rope_theta={c['rope_theta']:g} "
+          f"rms_norm_eps={c['rms_norm_eps']:g} shared_classifier={int(shared)} "
+          f"source dtype={'+'.join(dtypes)}", file=sys.stderr)
 
+    if fmt == "gguf":
+        name = os.path.basename(os.path.normpath(hf_dir))
+        size = write_gguf(out_path, c, shared, tensors, tokenizer_src, out_type, name)
+        print(f"{PROG}: wrote {out_path} ({size:,} bytes, GGUF llama, {out_type} matrices, "
+              "tokenizer inside)", file=sys.stderr)
+        return
     size = write_checkpoint(out_path, c, groups, shared, tensors)
     shutil.copyfile(tokenizer_src, tokenizer_dst)
     print(f"{PROG}: wrote {out_path} ({size:,} bytes, float32 version {VERSION}) and {tokenizer_dst}",
@@ -307,10 +466,15 @@ def export(hf_dir, out_path):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("hf_dir", metavar="HF_DIR", help="Hugging Face model directory")
-    parser.add_argument("out", metavar="OUT.bin", help="output llama2.c checkpoint")
+    parser.add_argument("out", metavar="OUT", help="output file (OUT.gguf, or OUT.bin for llama2c)")
+    parser.add_argument("--format", choices=["gguf", "llama2c"], default="gguf",
+                        help="gguf (default): llama.cpp's format with the tokenizer inside; "
+                             "llama2c: version 1 float32, tokenizer copied to OUT.model")
+    parser.add_argument("--type", choices=["f32", "f16"], default="f32",
+                        help="storage of the GGUF weight matrices (norms stay f32)")
     args = parser.parse_args(argv)
     try:
-        export(args.hf_dir, args.out)
+        export(args.hf_dir, args.out, args.format, args.type)
     except (ExportError, OSError, KeyError, ValueError) as e:
         # KeyError/ValueError come from malformed JSON files; say which key or value.
         msg = f"malformed file, missing key {e}" if isinstance(e, KeyError) else str(e)

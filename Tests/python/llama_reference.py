@@ -48,10 +48,10 @@ def exp(x):
     return np.exp(x.astype(np.float64)).astype(x.dtype)
 
 
-def rmsnorm(x, weight):
+def rmsnorm(x, weight, eps=EPS):
     """Normalise over the last axis: x / sqrt(mean(x^2) + eps) * weight."""
     one = x.dtype.type
-    return x / np.sqrt(sum_last(x * x) / one(x.shape[-1]) + one(EPS)) * weight
+    return x / np.sqrt(sum_last(x * x) / one(x.shape[-1]) + one(eps)) * weight
 
 
 def silu(x):
@@ -67,8 +67,10 @@ def softmax(x):
 # Hugging Face layout
 
 
-def hf_forward(cfg, w, tokens, dtype=np.float64):
-    """cfg: the config.json dict; w: {HF tensor name: array}; returns logits [T, vocab]."""
+def hf_forward(cfg, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=EPS):
+    """cfg: the config.json dict; w: {HF tensor name: array}; returns logits [T, vocab].
+    rope_theta and eps are passed by the caller, not read from cfg, so the reference does not
+    share the converter's reading of config.json."""
     dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads", n_heads)
     hs = dim // n_heads
@@ -76,7 +78,7 @@ def hf_forward(cfg, w, tokens, dtype=np.float64):
     g = lambda name: np.asarray(w[name], dtype=dtype)
 
     # cos/sin [T, hs]: frequency i is used for both halves of the head (HF concatenates twice).
-    inv_freq = 1.0 / ROPE_THETA ** (np.arange(0, hs, 2, dtype=np.float64) / hs)
+    inv_freq = 1.0 / rope_theta ** (np.arange(0, hs, 2, dtype=np.float64) / hs)
     angles = np.arange(T, dtype=np.float64)[:, None] * inv_freq[None, :]
     angles = np.concatenate([angles, angles], axis=-1)
     cos, sin = np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
@@ -92,7 +94,7 @@ def hf_forward(cfg, w, tokens, dtype=np.float64):
     x = g("model.embed_tokens.weight")[tokens]  # [T, dim]
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        h = rmsnorm(x, g(p + "input_layernorm.weight"))
+        h = rmsnorm(x, g(p + "input_layernorm.weight"), eps)
         q = matmul(h, g(p + "self_attn.q_proj.weight").T).reshape(T, n_heads, hs).transpose(1, 0, 2)
         k = matmul(h, g(p + "self_attn.k_proj.weight").T).reshape(T, n_kv, hs).transpose(1, 0, 2)
         v = matmul(h, g(p + "self_attn.v_proj.weight").T).reshape(T, n_kv, hs).transpose(1, 0, 2)
@@ -103,10 +105,10 @@ def hf_forward(cfg, w, tokens, dtype=np.float64):
         att = softmax(scores + causal)  # [n_heads, T, T]
         out = matmul(att, v).transpose(1, 0, 2).reshape(T, dim)
         x = x + matmul(out, g(p + "self_attn.o_proj.weight").T)
-        h = rmsnorm(x, g(p + "post_attention_layernorm.weight"))
+        h = rmsnorm(x, g(p + "post_attention_layernorm.weight"), eps)
         ff = silu(matmul(h, g(p + "mlp.gate_proj.weight").T)) * matmul(h, g(p + "mlp.up_proj.weight").T)
         x = x + matmul(ff, g(p + "mlp.down_proj.weight").T)
-    x = rmsnorm(x, g("model.norm.weight"))
+    x = rmsnorm(x, g("model.norm.weight"), eps)
     tied = cfg.get("tie_word_embeddings", False) or "lm_head.weight" not in w
     return matmul(x, g("model.embed_tokens.weight" if tied else "lm_head.weight").T)
 
@@ -152,7 +154,7 @@ def read_llama2c(path):
     return c, weights
 
 
-def llama2c_forward(c, w, tokens, dtype=np.float64):
+def llama2c_forward(c, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=EPS):
     """Token-by-token forward in the llama2.c layout; returns logits [T, vocab]."""
     dim, L, n_heads, n_kv = c["dim"], c["n_layers"], c["n_heads"], c["n_kv_heads"]
     hs = dim // n_heads
@@ -161,7 +163,7 @@ def llama2c_forward(c, w, tokens, dtype=np.float64):
     wcls = w["token_embedding"] if c["shared_classifier"] else w["wcls"]
     key_cache = np.zeros((L, len(tokens), kv_dim), dtype=dtype)  # (layer, pos, kv_dim)
     value_cache = np.zeros((L, len(tokens), kv_dim), dtype=dtype)
-    freq = ROPE_THETA ** (-np.arange(0, hs, 2, dtype=np.float64) / hs)  # [hs/2], one per pair
+    freq = rope_theta ** (-np.arange(0, hs, 2, dtype=np.float64) / hs)  # [hs/2], one per pair
 
     def rope(vec, pos):  # rotate adjacent pairs (2i, 2i+1) within each head
         pairs = vec.reshape(-1, hs // 2, 2)
@@ -173,7 +175,7 @@ def llama2c_forward(c, w, tokens, dtype=np.float64):
     for pos, token in enumerate(tokens):
         x = w["token_embedding"][token].copy()  # (dim)
         for l in range(L):
-            h = rmsnorm(x, w["rms_att"][l])
+            h = rmsnorm(x, w["rms_att"][l], eps)
             q = rope(w["wq"][l] @ h, pos)  # (dim)
             key_cache[l, pos] = rope(w["wk"][l] @ h, pos)  # (kv_dim)
             value_cache[l, pos] = w["wv"][l] @ h
@@ -185,7 +187,7 @@ def llama2c_forward(c, w, tokens, dtype=np.float64):
                 att = softmax(keys @ qh / np.sqrt(hs))
                 out[head * hs:(head + 1) * hs] = att @ value_cache[l, : pos + 1, kv * hs:(kv + 1) * hs]
             x += w["wo"][l] @ out
-            h = rmsnorm(x, w["rms_ffn"][l])
+            h = rmsnorm(x, w["rms_ffn"][l], eps)
             x += w["w2"][l] @ (silu(w["w1"][l] @ h) * (w["w3"][l] @ h))
-        logits.append(wcls @ rmsnorm(x, w["rms_final"]))
+        logits.append(wcls @ rmsnorm(x, w["rms_final"], eps))
     return np.stack(logits)

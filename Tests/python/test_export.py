@@ -154,8 +154,10 @@ def write_hf_dir(path, cfg, weights, dtype="f32", shards=1):
     return seen
 
 
-def run_export(hf_dir, out):
-    return subprocess.run([sys.executable, str(EXPORT), str(hf_dir), str(out)],
+def run_export(hf_dir, out, fmt="llama2c", *extra):
+    """Run export.py; this file tests --format llama2c, test_export_gguf.py the default gguf."""
+    fmt_args = [] if fmt is None else ["--format", fmt]
+    return subprocess.run([sys.executable, str(EXPORT), str(hf_dir), str(out), *fmt_args, *extra],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -405,11 +407,11 @@ def test_accepted_edge_values(tmp_path):
     assert out.exists()
 
 
-def test_mistral_accepted_with_sliding_window_note(tmp_path):
+def test_mistral_accepted_with_window_not_shorter_than_context(tmp_path):
+    """A window at least as long as max_position_embeddings (64 here) never takes effect."""
     result, out = export_variant(
-        tmp_path, {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "sliding_window": 4096})
+        tmp_path, {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "sliding_window": 64})
     assert result.returncode == 0, result.stderr
-    assert "sliding_window=4096 is ignored" in result.stderr
     assert out.exists()
 
 
@@ -421,6 +423,11 @@ REFUSALS = [
     ("architecture", {"architectures": ["GPTNeoXForCausalLM"]}, (), None, "architectures"),
     ("rope_scaling", {"rope_scaling": {"type": "linear", "factor": 2.0}}, (), None, "rope_scaling"),
     ("rope_theta", {"rope_theta": 500000.0}, (), None, "rope_theta"),
+    ("rope_parameters_theta", {"rope_theta": None, "rope_scaling": None,
+                               "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}},
+     (), None, "rope_parameters.rope_theta is 1e+06"),
+    ("sliding_window", {"architectures": ["MistralForCausalLM"], "sliding_window": 16}, (), None,
+     "sliding_window is 16"),
     ("rms_norm_eps", {"rms_norm_eps": 1e-6}, (), None, "rms_norm_eps"),
     ("attention_bias", {"attention_bias": True}, (), None, "attention_bias"),
     ("mlp_bias", {"mlp_bias": True}, (), None, "mlp_bias"),
