@@ -38,8 +38,9 @@ test-swift:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing
 
-# The converter's tests need numpy and safetensors only (no ML framework); they run the
-# debug binary that test-swift built.
+# The Python tests (converters, GGUF, corruption) need the PyPI packages in
+# scripts/requirements-test.txt (numpy, safetensors, gguf, sentencepiece, and transformers without
+# torch, only to write configs); they run the debug binary that test-swift built.
 $(TEST_VENV)/.installed: scripts/requirements-test.txt
 	$(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install --quiet -r scripts/requirements-test.txt
