@@ -6,6 +6,9 @@ import Synchronization
 /// Set by SIGINT/SIGTERM; every command checks it between forward blocks or tokens.
 let interruptRequested = Atomic<Bool>(false)
 
+/// Set by the first SIGBUS, so that a fault in several threads at once prints one line.
+private let mappedFileFaultReported = Atomic<Bool>(false)
+
 /// The line printed when a mapped model file faults (SIGBUS: truncated or replaced while in
 /// use). Written by `setMappedModelPath` before the model is mapped; read only by the handler.
 nonisolated(unsafe) private var mappedFileFaultMessage: UnsafeMutablePointer<CChar>?
@@ -27,7 +30,11 @@ func installSignalHandlers() {
     }
     var busAction = sigaction()
     busAction.__sigaction_handler.sa_handler = { _ in
-        // Only async-signal-safe calls here: write(2) and _exit(2).
+        // Only async-signal-safe calls here: write(2), pause(2) and _exit(2). Several worker
+        // threads can fault at once: the first reports and exits, the others wait for that.
+        if mappedFileFaultReported.exchange(true, ordering: .relaxed) {
+            while true { pause() }
+        }
         if let message = mappedFileFaultMessage {
             _ = Glibc.write(2, message, mappedFileFaultLength)
         } else {
