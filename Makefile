@@ -53,7 +53,7 @@ test-python: $(TEST_VENV)/.installed
 # AddressSanitizer and coverage into .build-fuzz. `make fuzz` runs each for FUZZ_SECONDS;
 # `make fuzz-smoke` (part of `make test`) for a few seconds, to keep them alive. New inputs go
 # to a scratch folder, never into the seed corpus in Tests/Fuzz/corpus.
-FUZZ_TARGETS := checkpoint gguf tokenizer batch-line json arguments
+FUZZ_TARGETS := checkpoint gguf tokenizer batch-file batch-line json arguments
 FUZZ_SECONDS ?= 180
 FUZZ_BUILD   := .build-fuzz
 FUZZ_RUNTIME = $(firstword $(wildcard $(dir $(realpath $(shell which $(SWIFT))))../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a))

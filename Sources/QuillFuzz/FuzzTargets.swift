@@ -7,13 +7,14 @@ import QuillCommandLine
 /// a sanitizer report is a defect. Properties that must hold for accepted input are checked
 /// with `require`, which traps (and so is reported) when they fail.
 enum FuzzTarget: String, CaseIterable {
-    case checkpoint, gguf, tokenizer, batchLine = "batch-line", json, arguments
+    case checkpoint, gguf, tokenizer, batchFile = "batch-file", batchLine = "batch-line", json, arguments
 
     func run(_ bytes: [UInt8]) {
         switch self {
         case .checkpoint: fuzzCheckpoint(bytes)
         case .gguf: fuzzGGUF(bytes)
         case .tokenizer: fuzzTokenizer(bytes)
+        case .batchFile: fuzzBatchFile(bytes)
         case .batchLine: fuzzBatchLine(bytes)
         case .json: fuzzJSON(bytes)
         case .arguments: fuzzArguments(bytes)
@@ -90,6 +91,53 @@ private func fuzzTokenizer(_ bytes: [UInt8]) {
         _ = tokenizer.decode(ids)
     }
     _ = tokenizer.decode(Array(0..<min(tokenizer.vocabSize, 64)))
+}
+
+/// A batch file split into lines by LineReader, fed in reads of 1 to 64 bytes, sometimes "not
+/// ready": every line must come back as written (line endings and a first BOM removed), and
+/// a line reported too long must be longer than the limit. The first two bytes choose the read
+/// size and the limit.
+private func fuzzBatchFile(_ bytes: [UInt8]) {
+    guard bytes.count >= 2 else { return }
+    let readSize = Int(bytes[0] % 64) + 1, limit = Int(bytes[1] % 48) + 1
+    let input = Array(bytes[2...])
+    var offset = 0, reads = 0
+    var reader = LineReader(maximumLineBytes: limit, read: { buffer in
+        let n = min(readSize, buffer.count, input.count - offset)
+        if n > 0 { input[offset..<offset + n].withUnsafeBytes { buffer.copyMemory(from: $0) } }
+        offset += n
+        return n
+    }, readable: {
+        reads += 1
+        return reads % 3 != 0
+    })
+    // The lines as the file holds them: split on "\n", one trailing "\r" dropped, a BOM dropped
+    // from the first, nothing after a final "\n".
+    var expected = input.split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
+    if expected.last == [] { expected.removeLast() }
+    var got = 0
+    var canWait = false
+    while true {
+        guard let item = try? reader.next(canWait: canWait) else { return }
+        canWait.toggle()
+        switch item {
+        case .end:
+            require(got == expected.count, "every line is reported (\(got) of \(expected.count))")
+            return
+        case .notReady:
+            continue
+        case .tooLong(let number):
+            require(number == got + 1 && expected[got].count > limit, "only lines over the limit are too long")
+            got += 1
+        case .line(let line, let number):
+            require(number == got + 1, "lines are numbered in order")
+            var want = expected[got]
+            if want.last == 0x0D { want.removeLast() }
+            if got == 0 && want.starts(with: [0xEF, 0xBB, 0xBF]) { want.removeFirst(3) }
+            require(line == want, "line \(number) comes back as written")
+            got += 1
+        }
+    }
 }
 
 /// One line of a batch file: plain text or a JSON request.

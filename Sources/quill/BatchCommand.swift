@@ -21,7 +21,19 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
     defer { if fd != 0 { close(fd) } }
     // A JSON line may escape every character of a prompt as \uXXXX (6 bytes).
     let promptLimit = promptByteLimit(contextLength: config.contextLength)
-    var reader = LineReader(fd: fd, name: file == "-" ? "stdin" : file, maximumLineBytes: 6 * promptLimit + (1 << 16))
+    let name = file == "-" ? "stdin" : file
+    var reader = LineReader(maximumLineBytes: 6 * promptLimit + (1 << 16), read: { buffer throws(InputError) in
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n >= 0 { return n }
+            if errno == EINTR { if interrupted() { return 0 } else { continue } }
+            if errno == EBADF && fd == 0 { return 0 }  // a closed stdin reads as empty
+            throw InputError("\(name): cannot read: \(String(cString: strerror(errno)))")
+        }
+    }, readable: {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&poller, 1, 0) > 0
+    }, shouldStop: interrupted)
     let defaults = GenerationRequest(prompt: [], maxNewTokens: options.maxNewTokens, sampling: sampling,
                                      ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings)
 
@@ -35,7 +47,7 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
     var ids: [Int: JSON] = [:]
     var nextToWrite = 0
     var requestCount = 0, done = 0, generated = 0, failures = 0
-    var readFailure: InputError?
+    var readFailure: Error?
     let start = DispatchTime.now()
 
     /// Records a finished request and writes every result that is now complete, in input order.

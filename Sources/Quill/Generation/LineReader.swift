@@ -1,13 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Reads a file or stream one line at a time, on bytes: "\n" and "\r\n" both end a line, a
+/// Reads a stream of bytes (a batch file) one line at a time: "\n" and "\r\n" both end a line, a
 /// UTF-8 byte order mark before the first line is dropped, and lines are numbered as in the
 /// file (blank ones included). Memory stays bounded by `maximumLineBytes` whatever the input:
 /// the rest of a longer line is read and discarded, and the line is reported as too long.
-struct LineReader {
-    enum Item {
+/// The bytes come from `read` (a file descriptor for the CLI, a buffer for the fuzz target).
+public struct LineReader {
+    public enum Item: Equatable {
         /// A line (without its ending) and its number in the file, from 1.
         case line([UInt8], number: Int)
         /// A line longer than `maximumLineBytes`; its bytes were discarded.
@@ -18,9 +15,13 @@ struct LineReader {
         case end
     }
 
-    private let fd: Int32
-    private let name: String
-    let maximumLineBytes: Int
+    /// Fills the buffer with the next bytes and returns how many (0 at the end of the input).
+    public typealias Read = (UnsafeMutableRawBufferPointer) throws -> Int
+
+    private let read: Read
+    private let readable: () -> Bool
+    private let shouldStop: () -> Bool
+    public let maximumLineBytes: Int
     private var buffer: [UInt8] = []
     private var start = 0           // first unconsumed byte of `buffer`
     private var searched = 0        // bytes from `start` already known to hold no newline
@@ -30,17 +31,21 @@ struct LineReader {
     private var atFileStart = true
     private var chunk = [UInt8](repeating: 0, count: 1 << 16)  // one read's bytes, reused
 
-    init(fd: Int32, name: String, maximumLineBytes: Int) {
-        self.fd = fd
-        self.name = name
+    /// `readable` says whether a read would return at once; `shouldStop` (Ctrl-C) ends the
+    /// input early.
+    public init(maximumLineBytes: Int, read: @escaping Read, readable: @escaping () -> Bool,
+                shouldStop: @escaping () -> Bool = { false }) {
+        self.read = read
+        self.readable = readable
+        self.shouldStop = shouldStop
         self.maximumLineBytes = maximumLineBytes
     }
 
     /// The next line. With `canWait` false, answers `.notReady` instead of blocking when the
     /// input has no complete line yet (a pipe whose writer is waiting for our output).
-    mutating func next(canWait: Bool) throws(InputError) -> Item {
+    public mutating func next(canWait: Bool) throws -> Item {
         while true {
-            if interrupted() { return .end }
+            if shouldStop() { return .end }
             if let newline = buffer[(start + searched)...].firstIndex(of: 0x0A) {
                 var line = Array(buffer[start..<newline])
                 start = newline + 1
@@ -56,7 +61,8 @@ struct LineReader {
             }
             if ended {
                 guard start < buffer.count || discarding else { return .end }
-                let line = Array(buffer[start...])
+                var line = Array(buffer[start...])
+                if line.last == 0x0D { line.removeLast() }  // a last line without "\n" may still end in "\r"
                 buffer.removeAll()
                 start = 0
                 searched = 0
@@ -93,34 +99,15 @@ struct LineReader {
         }
     }
 
-    /// Whether a read would return at once (data or end of input).
-    private func readable() -> Bool {
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        return poll(&poller, 1, 0) > 0
-    }
-
-    private mutating func fill() throws(InputError) {
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR {
-                    if interrupted() { return }
-                    continue
-                }
-                if errno == EBADF && fd == 0 {
-                    ended = true
-                    return
-                }
-                throw InputError("\(name): cannot read: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 {
-                ended = true
-            } else if discarding, let newline = chunk[..<n].firstIndex(of: 0x0A) {
-                buffer += chunk[newline..<n]  // the rest of the long line is dropped; its ending kept
-            } else if !discarding {
-                buffer += chunk[..<n]
-            }
-            return
+    private mutating func fill() throws {
+        let n = try chunk.withUnsafeMutableBytes { try read($0) }
+        precondition(n >= 0 && n <= chunk.count, "a read returns at most the buffer's size")
+        if n == 0 {
+            ended = true
+        } else if discarding, let newline = chunk[..<n].firstIndex(of: 0x0A) {
+            buffer += chunk[newline..<n]  // the rest of the long line is dropped; its ending kept
+        } else if !discarding {
+            buffer += chunk[..<n]
         }
     }
 }
