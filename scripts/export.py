@@ -372,13 +372,14 @@ def load_gguf_packages():
         raise ExportError(f"--format gguf needs the gguf and sentencepiece packages ({e}; "
                           "pip install gguf sentencepiece); --format llama2c needs numpy only") from None
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from llama2c_to_gguf import write_tokenizer  # the vocabulary as llama.cpp's converter writes it
-    return gguf, write_tokenizer
+    # The llama.* keys and the vocabulary as llama.cpp's converter writes them.
+    from llama2c_to_gguf import write_hyperparameters, write_tokenizer
+    return gguf, write_hyperparameters, write_tokenizer
 
 
 def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_name):
     """Write OUT.tmp with llama.cpp's writer, one tensor at a time, then rename."""
-    gguf, write_tokenizer = load_gguf_packages()
+    gguf, write_hyperparameters, write_tokenizer = load_gguf_packages()
     import sentencepiece
     pieces = sentencepiece.SentencePieceProcessor(model_file=tokenizer_path).get_piece_size()
     if pieces != c["vocab_size"]:
@@ -391,16 +392,9 @@ def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_nam
     writer = gguf.GGUFWriter(tmp_path, "llama")
     try:
         writer.add_name(model_name)
-        writer.add_context_length(c["seq_len"])
-        writer.add_embedding_length(c["dim"])
-        writer.add_block_count(c["n_layers"])
-        writer.add_feed_forward_length(c["hidden_dim"])
-        writer.add_head_count(c["n_heads"])
-        writer.add_head_count_kv(c["n_kv_heads"])
-        writer.add_rope_dimension_count(c["dim"] // c["n_heads"])
-        writer.add_rope_freq_base(c["rope_theta"])
-        writer.add_layer_norm_rms_eps(c["rms_norm_eps"])
-        writer.add_vocab_size(c["vocab_size"])
+        write_hyperparameters(writer, dim=c["dim"], hidden=c["hidden_dim"], layers=c["n_layers"], heads=c["n_heads"],
+                              kv_heads=c["n_kv_heads"], context=c["seq_len"], vocab=c["vocab_size"],
+                              rope_theta=c["rope_theta"], norm_eps=c["rms_norm_eps"])
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if out_type == "f16" else gguf.LlamaFileType.ALL_F32)
         write_tokenizer(writer, tokenizer_path, c["vocab_size"])
         for name, hf, _ in plan:

@@ -56,6 +56,20 @@ def read_llama2c(path):
     return config, tensors, shared
 
 
+def write_hyperparameters(writer, *, dim, hidden, layers, heads, kv_heads, context, vocab, rope_theta, norm_eps):
+    """The `llama.*` keys llama.cpp reads for the architecture (shared with export.py)."""
+    writer.add_context_length(context)
+    writer.add_embedding_length(dim)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(hidden)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(dim // heads)
+    writer.add_rope_freq_base(rope_theta)
+    writer.add_layer_norm_rms_eps(norm_eps)
+    writer.add_vocab_size(vocab)
+
+
 def write_tokenizer(writer, tokenizer_path, vocab):
     sp = sentencepiece.SentencePieceProcessor(model_file=tokenizer_path)
     if sp.get_piece_size() != vocab:
@@ -111,16 +125,9 @@ def main():
     config, t, shared = read_llama2c(args.checkpoint)
     writer = gguf.GGUFWriter(args.output, "llama")
     writer.add_name("llama2.c checkpoint")
-    writer.add_context_length(config["seq_len"])
-    writer.add_embedding_length(config["dim"])
-    writer.add_block_count(config["layers"])
-    writer.add_feed_forward_length(config["hidden"])
-    writer.add_head_count(config["heads"])
-    writer.add_head_count_kv(config["kv_heads"])
-    writer.add_rope_dimension_count(config["dim"] // config["heads"])
-    writer.add_rope_freq_base(10000.0)
-    writer.add_layer_norm_rms_eps(args.norm_eps)
-    writer.add_vocab_size(config["vocab"])
+    write_hyperparameters(writer, dim=config["dim"], hidden=config["hidden"], layers=config["layers"],
+                          heads=config["heads"], kv_heads=config["kv_heads"], context=config["seq_len"],
+                          vocab=config["vocab"], rope_theta=10000.0, norm_eps=args.norm_eps)
     writer.add_file_type({"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
                           "BF16": gguf.LlamaFileType.MOSTLY_BF16, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
                           "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "Q5_0": gguf.LlamaFileType.MOSTLY_Q5_0}[args.type])
