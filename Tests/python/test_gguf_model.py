@@ -88,6 +88,7 @@ def write_variant(path, architecture="llama", extra_kv=(), extra_tensors=()):
 @pytest.mark.parametrize("label, variant, fragment", [
     ("plain", {}, None),
     ("linear rope scaling", {"extra_kv": [("llama.rope.scaling.type", "string", "linear")]}, "rope.scaling.type"),
+    ("scaling factor without a type", {"extra_kv": [("llama.rope.scaling.factor", "float32", 4.0)]}, "rope.scaling.factor"),
     ("sliding window", {"extra_kv": [("llama.attention.sliding_window", "uint32", 64)]}, "sliding_window"),
     ("experts", {"extra_kv": [("llama.expert_count", "uint32", 8)]}, "expert_count"),
     ("partial rotary", {"extra_kv": [("llama.rope.dimension_count", "uint32", 16)]}, "rope.dimension_count"),

@@ -95,6 +95,11 @@ public enum GGUFModel {
         if let scaling = try gguf.stringIfPresent("\(a).rope.scaling.type"), scaling != "none" {
             throw gguf.error("metadata '\(a).rope.scaling.type' is '\(scaling)'; Quill does not implement RoPE scaling yet")
         }
+        // llama.cpp applies a scaling factor even without a type (linear is its default), so a
+        // factor alone is refused as well.
+        if let factor = try gguf.float32IfPresent("\(a).rope.scaling.factor"), factor != 0 && factor != 1 {
+            throw gguf.error("metadata '\(a).rope.scaling.factor' is \(factor); Quill does not implement RoPE scaling yet")
+        }
         if let factor = try gguf.float32IfPresent("\(a).rope.scale_linear"), factor != 1 {
             throw gguf.error("metadata '\(a).rope.scale_linear' is \(factor); Quill does not implement RoPE scaling yet")
         }
