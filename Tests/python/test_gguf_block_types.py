@@ -27,8 +27,8 @@ import llama2c_to_gguf  # noqa: E402
 QUILL = os.environ.get("QUILL_BIN", str(REPO / ".build" / "debug" / "quill"))
 Q = gguf.GGMLQuantizationType
 
-SHAPE = {"dim": 256, "hidden": 512, "layers": 2, "heads": 4, "kv_heads": 2, "vocab": 300, "context": 64}
-IDS = [1, 17, 299, 42, 5, 128, 256, 7]
+SHAPE = {"dim": 256, "hidden": 512, "layers": 2, "heads": 4, "kv_heads": 2, "vocab": 2048, "context": 64}
+IDS = [1, 17, 299, 42, 5, 1280, 2047, 7]
 LAYER_TENSORS = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_down", "ffn_up"]
 
 # Offsets and values of the half-precision scales inside one block of each type: the rest of the
@@ -69,6 +69,8 @@ def write_model(path, types, seed):
     llama2c_to_gguf.write_hyperparameters(writer, dim=s["dim"], hidden=s["hidden"], layers=s["layers"],
                                           heads=s["heads"], kv_heads=s["kv_heads"], context=s["context"],
                                           vocab=s["vocab"], rope_theta=10000.0, norm_eps=1e-5)
+    # The shipped model's vocabulary, so that llama.cpp loads these files too.
+    llama2c_to_gguf.write_tokenizer(writer, str(REPO / "models" / "tinystories.model"), s["vocab"])
     head = s["dim"] // s["heads"]
     shapes = {"attn_q": (s["dim"], s["dim"]), "attn_k": (s["kv_heads"] * head, s["dim"]),
               "attn_v": (s["kv_heads"] * head, s["dim"]), "attn_output": (s["dim"], s["dim"]),
