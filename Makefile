@@ -10,7 +10,7 @@ TEST_VENV  := .venv-test
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMPT     ?= Once upon a time
 
-.PHONY: all build deps run test test-swift test-python fuzz fuzz-build fuzz-smoke sanitize model bench clean
+.PHONY: all build deps run test test-swift test-python fuzz fuzz-build fuzz-smoke sanitize check-llamacpp model bench clean
 
 all: build
 
@@ -47,7 +47,7 @@ $(TEST_VENV)/.installed: scripts/requirements-test.txt
 	touch $@
 
 test-python: $(TEST_VENV)/.installed
-	QUILL_BIN=$(CURDIR)/.build/debug/quill $(TEST_VENV)/bin/pytest -q Tests/python
+	QUILL_BIN=$(CURDIR)/.build/debug/quill $(TEST_VENV)/bin/pytest -q -rs Tests/python
 
 # libFuzzer targets, one per parser of untrusted bytes (Sources/QuillFuzz), built with
 # AddressSanitizer and coverage into .build-fuzz. `make fuzz` runs each for FUZZ_SECONDS;
@@ -89,6 +89,24 @@ fuzz-smoke: fuzz-build
 sanitize:
 	$(SWIFT) build --build-tests --scratch-path .build-asan --sanitize=address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined
 	ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=16 QUILL_SANITIZED_BUILD=1 $(SWIFT) test --skip-build --scratch-path .build-asan --sanitize=address --disable-swift-testing
+
+# Files written by llama.cpp's own converter and quantizer, checked against the Hugging Face model
+# (Tests/python/test_llamacpp_converter.py). Not part of `make test`: it needs PyPI's torch (about
+# 6 GB in .venv-llamacpp) and the llama.cpp build of ../shared/anchors (build.sh, about 3 minutes).
+QUILL_ANCHORS   ?= $(HOME)/.cache/quill-anchors
+LLAMACPP_VENV   := .venv-llamacpp
+LLAMACPP_SOURCE  = $(firstword $(wildcard $(QUILL_ANCHORS)/src/llama_cpp_python-*/vendor/llama.cpp))
+
+$(LLAMACPP_VENV)/.installed: scripts/requirements-test.txt
+	$(PYTHON) -m venv $(LLAMACPP_VENV)
+	$(LLAMACPP_VENV)/bin/pip install --quiet -r scripts/requirements-test.txt torch
+	touch $@
+
+check-llamacpp: $(LLAMACPP_VENV)/.installed
+	test -x $(QUILL_ANCHORS)/llama.cpp/bin/llama-quantize || ../shared/anchors/build.sh
+	$(SWIFT) build
+	LLAMA_CPP_SOURCE=$(LLAMACPP_SOURCE) LLAMA_CPP_BIN=$(QUILL_ANCHORS)/llama.cpp/bin QUILL_BIN=$(CURDIR)/.build/debug/quill \
+	  $(LLAMACPP_VENV)/bin/pytest -q -s Tests/python/test_llamacpp_converter.py
 
 # Train the default model and tokenizer from ../shared/corpora (about an hour on 2 cores).
 model:
