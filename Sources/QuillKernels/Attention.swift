@@ -52,17 +52,17 @@ extension Kernels {
     ) {
         let headSize = table.headSize, half = headSize / 2
         precondition(width % headSize == 0 && n * width <= buffer.count && positions.count >= n, "rope sizes")
-        // Pair i is (v[first(i)], v[first(i) + partner]).
-        let (stride, partner) = table.pairing == .adjacent ? (2, 1) : (1, half)
+        // Pair i is (v[i · step], v[i · step + partner]).
+        let (step, partner) = table.pairing == .adjacent ? (2, 1) : (1, half)
         for r in 0..<n {
             let position = positions[r]
             precondition(position >= 0 && position < table.contextLength, "rope position out of range")
             let c = table.cosines.pointer + position * half, s = table.sines.pointer + position * half
             let row = buffer.pointer + r * width
-            for head in Swift.stride(from: 0, to: width, by: headSize) {
+            for head in stride(from: 0, to: width, by: headSize) {
                 let v = row + head
                 for i in 0..<half {
-                    let a = i * stride, b = a + partner
+                    let a = i * step, b = a + partner
                     let x0 = v[a], x1 = v[b]
                     v[a] = x0 * c[i] - x1 * s[i]
                     v[b] = x0 * s[i] + x1 * c[i]
