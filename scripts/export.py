@@ -10,19 +10,24 @@ model.safetensors.index.json) and tokenizer.model.
 --format gguf (the default) writes the `llama` architecture through llama.cpp's own writer (the
 PyPI `gguf` package) with llama.cpp's tensor names and metadata keys, RoPE base and norm epsilon
 included, and the SentencePiece vocabulary inside the file, so the result also runs in llama.cpp.
+RoPE scaling is written as llama.cpp's converter writes it: rope_type "linear" as
+`llama.rope.scaling.type` and `.factor`, rope_type "llama3" (Llama 3.1 and later) as the
+per-pair frequency divisors `rope_freqs.weight`.
 Weight matrices are float32, or float16 with --type f16; norms stay float32. Needs numpy, gguf
 and sentencepiece.
 
 --format llama2c writes float32 with the 256-byte version 1 header (see ../shared/docs/formats.md)
 and copies tokenizer.model beside it with the same stem (OUT.bin -> OUT.model). That format has no
-field for the RoPE base or the norm epsilon, so it takes only 10000 and 1e-5. Needs numpy only.
+field for the RoPE base, its scaling or the norm epsilon, so it takes only 10000, no scaling and
+1e-5. Needs numpy only.
 
 Safetensors files are parsed here and memory-mapped, and the output is written one tensor at a
 time, so a 7B model does not need twice its size in RAM.
 
 Anything the output format cannot express, or Quill's forward pass would not honour (RoPE scaling
-of any kind, a sliding window shorter than the context, biases, another architecture), is refused
-with a one-line error naming the config key or tensor, before any output is written.
+other than linear and llama3 (yarn, dynamic, longrope, ...), a sliding window shorter than the
+context, biases, another architecture), is refused with a one-line error naming the config key or
+tensor, before any output is written.
 """
 
 import argparse
@@ -127,31 +132,73 @@ def find_tensors(hf_dir):
 # Config validation.
 
 
-def read_rope_theta(cfg):
-    """Return the RoPE base, reading both spellings: transformers 5 writes `rope_parameters`
+# The parameters each RoPE type Quill runs takes, besides rope_type/type, rope_theta and a
+# partial_rotary_factor of 1 (transformers' names; all are required, none is guessed).
+ROPE_TYPES = {
+    "default": (),
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+}
+
+
+def read_rope_scaling(cfg):
+    """Return (config key, {"rope_type": ..., parameters}) for a linear or llama3 scaling, or
+    (None, None) for none, reading both spellings: transformers 5 writes `rope_parameters`
     ({"rope_theta": ..., "rope_type": "default", ...}); older versions top-level `rope_theta` and
-    `rope_scaling`. Quill rotates with the plain (unscaled) frequencies only, so any scaling is
-    refused rather than converted into a model whose long-range positions would be wrong."""
+    `rope_scaling` ({"type": "linear", "factor": 2.0}). Other types (yarn, dynamic, longrope, ...),
+    missing or extra parameters and two spellings that disagree are refused."""
+    found = {}  # config key -> (rope type, parameters), for dicts that name a type
     for key in ("rope_parameters", "rope_scaling"):
         value = cfg.get(key)
         if value is None:
             continue
         if not isinstance(value, dict):
             raise ExportError(f"{key} is {json.dumps(value)}; expected an object")
+        if "type" in value and "rope_type" in value and value["type"] != value["rope_type"]:
+            raise ExportError(f"{key} has type {value['type']!r} but rope_type {value['rope_type']!r}")
         kind = value.get("rope_type", value.get("type", "default"))
-        if kind != "default":
-            raise ExportError(f"{key} has rope_type {kind!r} ({json.dumps(value)}); Quill has no RoPE "
-                              "scaling, only rope_type \"default\"")
+        if kind not in ROPE_TYPES:
+            raise ExportError(f"{key} has rope_type {kind!r} ({json.dumps(value)}); Quill runs rope_type "
+                              "\"default\", \"linear\" and \"llama3\" only")
         if value.get("partial_rotary_factor", 1.0) != 1.0:
             raise ExportError(f"{key}.partial_rotary_factor is {value['partial_rotary_factor']}; "
                               "Quill rotates the whole head")
-        unknown = sorted(set(value) - {"rope_type", "type", "rope_theta", "partial_rotary_factor"})
+        names = ROPE_TYPES[kind]
+        unknown = sorted(set(value) - {"rope_type", "type", "rope_theta", "partial_rotary_factor"} - set(names))
         if unknown:
-            raise ExportError(f"{key} has {', '.join(unknown)} ({json.dumps(value)}); Quill understands "
-                              "only rope_theta with rope_type \"default\"")
+            understood = ", ".join(("rope_theta",) + names)
+            raise ExportError(f"{key} has {', '.join(unknown)} ({json.dumps(value)}); with rope_type {kind!r} "
+                              f"Quill understands only {understood}")
+        params = {}
+        for name in names:
+            if name not in value:
+                raise ExportError(f"{key}.{name} is missing; rope_type {kind!r} needs it")
+            v = value[name]
+            if name == "original_max_position_embeddings":
+                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                    raise ExportError(f"{key}.{name} is {v!r}; expected a positive integer")
+            elif isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise ExportError(f"{key}.{name} is {v!r}; expected a positive number")
+            params[name] = v
+        if kind == "llama3" and not params["low_freq_factor"] < params["high_freq_factor"]:
+            # The rule interpolates between the two wavelengths; equal ones leave no band.
+            raise ExportError(f"{key}.low_freq_factor {params['low_freq_factor']} must be below "
+                              f"high_freq_factor {params['high_freq_factor']}")
+        if "type" in value or "rope_type" in value:
+            found[key] = (kind, params)
+    if len({json.dumps(v, sort_keys=True) for v in found.values()}) > 1:
+        raise ExportError("the RoPE scaling is given twice with different values: "
+                          + ", ".join(f"{k} {json.dumps(cfg[k])}" for k in found))
+    for key, (kind, params) in found.items():
+        if kind != "default":
+            return key, dict(params, rope_type=kind)
+    return None, None
+
+
+def read_rope_theta(cfg):
+    """Return (config key, RoPE base) from either spelling (see read_rope_scaling)."""
     if cfg.get("partial_rotary_factor", 1.0) != 1.0:
         raise ExportError(f"partial_rotary_factor is {cfg['partial_rotary_factor']}; Quill rotates the whole head")
-
     given = {}  # spelling -> value
     for key in ("rope_parameters", "rope_scaling"):
         if isinstance(cfg.get(key), dict) and "rope_theta" in cfg[key]:
@@ -168,6 +215,23 @@ def read_rope_theta(cfg):
     return name, float(theta)
 
 
+def llama3_rope_factors(theta, head_size, scaling):
+    """The divisors of the pairs' frequencies [head_size/2] that llama.cpp's converter stores as
+    rope_freqs.weight for rope_type llama3: 1 for pairs whose wavelength is below
+    original_max_position_embeddings / high_freq_factor, `factor` above
+    original_max_position_embeddings / low_freq_factor, and between them the reciprocal of a
+    blend of 1/factor and 1 that moves with the wavelength (transformers' _compute_llama3_parameters
+    divides the frequencies by the same numbers)."""
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_context = scaling["original_max_position_embeddings"]
+    freqs = theta ** (-np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # [head_size/2]
+    wavelen = 2 * math.pi / freqs
+    smooth = (old_context / wavelen - low) / (high - low)
+    blended = 1 / ((1 - smooth) / factor + smooth)
+    factors = np.where(wavelen < old_context / high, 1.0, np.where(wavelen > old_context / low, factor, blended))
+    return factors.astype(np.float32)
+
+
 def read_config(hf_dir, fmt):
     """Return the model's hyperparameters, refusing what `fmt` or Quill cannot represent."""
     with open(os.path.join(hf_dir, "config.json")) as f:
@@ -182,12 +246,16 @@ def read_config(hf_dir, fmt):
             raise ExportError(f"{field} must be a positive integer, got {cfg.get(field)!r}")
     context = cfg["max_position_embeddings"]
 
+    scaling_key, scaling = read_rope_scaling(cfg)
     theta_key, theta = read_rope_theta(cfg)
     # Hugging Face's LlamaConfig/MistralConfig default is 1e-6 when the key is absent.
     eps = cfg.get("rms_norm_eps", 1e-6)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
         raise ExportError(f"rms_norm_eps is {eps!r}; expected a positive number")
     if fmt == "llama2c":
+        if scaling is not None:
+            raise ExportError(f"{scaling_key} has rope_type {scaling['rope_type']!r}; the llama2.c format has no "
+                              "field for RoPE scaling (use --format gguf, which carries it)")
         if theta != ROPE_THETA:
             raise ExportError(f"{theta_key} is {theta:g}; the llama2.c format has no field for it and "
                               f"Quill uses {ROPE_THETA:g} (use --format gguf, which carries it)")
@@ -236,6 +304,7 @@ def read_config(hf_dir, fmt):
         "vocab_size": cfg["vocab_size"],
         "seq_len": context,
         "rope_theta": theta,
+        "rope_scaling": scaling,
         "rms_norm_eps": float(eps),
         "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
         "architecture": archs[0],
@@ -364,6 +433,9 @@ def gguf_tensor_plan(c, shared):
     return plan
 
 
+ROPE_FACTORS = "rope_freqs.weight"  # llama.cpp's name for the per-pair RoPE frequency divisors
+
+
 def load_gguf_packages():
     try:
         import gguf
@@ -388,6 +460,12 @@ def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_nam
 
     plan = gguf_tensor_plan(c, shared)
     stored = lambda hf: np.float16 if out_type == "f16" and len(tensors[hf].shape) == 2 else np.float32
+    scaling = c["rope_scaling"]
+    kind = scaling and scaling["rope_type"]
+    # llama3 scaling as llama.cpp's converter writes it: F32 divisors, first, and no scaling type.
+    rope_factors = None
+    if kind == "llama3":
+        rope_factors = llama3_rope_factors(c["rope_theta"], c["dim"] // c["n_heads"], scaling)
     tmp_path = out_path + ".tmp"
     writer = gguf.GGUFWriter(tmp_path, "llama")
     try:
@@ -395,8 +473,13 @@ def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_nam
         write_hyperparameters(writer, dim=c["dim"], hidden=c["hidden_dim"], layers=c["n_layers"], heads=c["n_heads"],
                               kv_heads=c["n_kv_heads"], context=c["seq_len"], vocab=c["vocab_size"],
                               rope_theta=c["rope_theta"], norm_eps=c["rms_norm_eps"])
+        if kind == "linear":  # llama.cpp turns pair i by position / factor · base^(-2i/head_size)
+            writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            writer.add_rope_scaling_factor(float(scaling["factor"]))
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if out_type == "f16" else gguf.LlamaFileType.ALL_F32)
         write_tokenizer(writer, tokenizer_path, c["vocab_size"])
+        if rope_factors is not None:
+            writer.add_tensor_info(ROPE_FACTORS, rope_factors.shape, rope_factors.dtype, rope_factors.nbytes)
         for name, hf, _ in plan:
             dtype = np.dtype(stored(hf))
             shape = tensors[hf].shape
@@ -404,6 +487,8 @@ def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_nam
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
+        if rope_factors is not None:
+            writer.write_tensor_data(rope_factors)
         for _, hf, rope_heads in plan:
             w = tensors[hf].load()
             if rope_heads is not None:
@@ -442,6 +527,7 @@ def export(hf_dir, out_path, fmt="gguf", out_type="f32"):
     print(f"{PROG}: {c['architecture']} dim={c['dim']} hidden_dim={c['hidden_dim']} "
           f"n_layers={c['n_layers']} n_heads={c['n_heads']} n_kv_heads={c['n_kv_heads']} "
           f"vocab_size={c['vocab_size']} seq_len={c['seq_len']} rope_theta={c['rope_theta']:g} "
+          f"rope_scaling={json.dumps(c['rope_scaling'], separators=(',', ':'))} "
           f"rms_norm_eps={c['rms_norm_eps']:g} shared_classifier={int(shared)} "
           f"source dtype={'+'.join(dtypes)}", file=sys.stderr)
 

@@ -1,27 +1,42 @@
 import CQuillKernels
 import Foundation
 
+/// Which two elements of a head one rotary position embedding turns together.
+public enum RoPEPairing: String, Sendable {
+    /// Pair i is (x[2i], x[2i+1]): llama2.c and llama.cpp's `llama` architecture (ggml's
+    /// normal RoPE mode).
+    case adjacent
+    /// Pair i is (x[i], x[i + headSize/2]): GPT-NeoX-style halves (ggml's NEOX mode, Hugging
+    /// Face's `rotate_half`), as llama.cpp runs GPT-NeoX, Qwen2, Gemma and Phi.
+    case halves
+}
+
 /// Rotary position embedding angles for every (position, pair) of a head, computed once in
-/// double precision: angle = position · theta^(-2i / headSize).
+/// double precision: pair i at position p turns by p · frequencies[i]. The caller derives the
+/// frequencies from the model (base, scaling, per-pair factors); the table assumes none of them.
 public final class RotaryTable: @unchecked Sendable {
     public let contextLength: Int
     public let headSize: Int
+    /// Which elements of a head form pair i.
+    public let pairing: RoPEPairing
     let cosines: FloatBuffer  // (contextLength, headSize / 2)
     let sines: FloatBuffer    // (contextLength, headSize / 2)
 
     /// A table for positions `0 ..< contextLength` (the positions a run can reach, not
-    /// necessarily the model's whole context).
-    public init(contextLength: Int, headSize: Int, theta: Double) throws(AllocationError) {
+    /// necessarily the model's whole context); `frequencies` (headSize / 2) are the angular
+    /// frequencies of the pairs in radians per position.
+    public init(contextLength: Int, headSize: Int, frequencies: [Double], pairing: RoPEPairing) throws(AllocationError) {
         precondition(headSize % 2 == 0, "RoPE needs an even head size")
+        precondition(frequencies.count == headSize / 2 && frequencies.allSatisfy(\.isFinite), "one finite frequency a pair")
         self.contextLength = contextLength
         self.headSize = headSize
+        self.pairing = pairing
         let half = headSize / 2
         cosines = try FloatBuffer(allocating: contextLength * half, for: "the RoPE table")
         sines = try FloatBuffer(allocating: contextLength * half, for: "the RoPE table")
         for position in 0..<contextLength {
             for i in 0..<half {
-                let frequency = 1 / pow(theta, Double(2 * i) / Double(headSize))
-                let angle = Double(position) * frequency
+                let angle = Double(position) * frequencies[i]
                 cosines.pointer[position * half + i] = Float(cos(angle))
                 sines.pointer[position * half + i] = Float(sin(angle))
             }
@@ -30,13 +45,15 @@ public final class RotaryTable: @unchecked Sendable {
 }
 
 extension Kernels {
-    /// Rotates adjacent pairs (x[2i], x[2i+1]) of every head in each of `n` rows of `width`
-    /// values; row r is at position `positions[r]`.
+    /// Rotates pair i of every head, as `table.pairing` forms the pairs, by pair i's angle at
+    /// the row's position, in each of `n` rows of `width` values; row r is at position `positions[r]`.
     public static func rope(
         _ buffer: FloatBuffer, rows n: Int, width: Int, positions: [Int], table: RotaryTable
     ) {
         let headSize = table.headSize, half = headSize / 2
         precondition(width % headSize == 0 && n * width <= buffer.count && positions.count >= n, "rope sizes")
+        // Pair i is (v[i · step], v[i · step + partner]).
+        let (step, partner) = table.pairing == .adjacent ? (2, 1) : (1, half)
         for r in 0..<n {
             let position = positions[r]
             precondition(position >= 0 && position < table.contextLength, "rope position out of range")
@@ -45,9 +62,10 @@ extension Kernels {
             for head in stride(from: 0, to: width, by: headSize) {
                 let v = row + head
                 for i in 0..<half {
-                    let x0 = v[2 * i], x1 = v[2 * i + 1]
-                    v[2 * i] = x0 * c[i] - x1 * s[i]
-                    v[2 * i + 1] = x0 * s[i] + x1 * c[i]
+                    let a = i * step, b = a + partner
+                    let x0 = v[a], x1 = v[b]
+                    v[a] = x0 * c[i] - x1 * s[i]
+                    v[b] = x0 * s[i] + x1 * c[i]
                 }
             }
         }

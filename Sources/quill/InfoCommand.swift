@@ -24,7 +24,26 @@ func runInfo(_ o: InfoOptions) throws -> ExitStatus {
         ("heads", .int(c.headCount)), ("kv_heads", .int(c.kvHeadCount)), ("head_size", .int(c.headSize)),
         ("vocab_size", .int(c.vocabSize)), ("context_length", .int(c.contextLength)),
         ("shared_classifier", .bool(c.sharedClassifier)), ("norm_epsilon", .number(Double(c.normEpsilon), decimals: 8)),
-        ("rope_theta", .number(c.ropeTheta, decimals: 1)), ("quantization", .string(quantization)),
+        ("rope_theta", .number(c.ropeTheta, decimals: 1)),
+    ]
+    // The rest of the RoPE description: scaling, per-pair frequency divisors, pairing. Values
+    // are printed in full (shortest exact decimal of the double), so a reader gets them back.
+    let scalingFactor: Double
+    switch c.ropeScaling {
+    case .none: scalingFactor = 1
+    case .linear(let factor): scalingFactor = factor
+    }
+    let factors: JSON
+    if let f = c.ropeFrequencyFactors {
+        factors = o.json ? .array(f.map { .raw(String(Double($0))) })
+            : .string("\(f.count) divisors from \(f.min()!) to \(f.max()!) (--json lists them)")
+    } else {
+        factors = o.json ? .null : .string("none")
+    }
+    fields += [
+        ("rope_scaling", .string(c.ropeScaling == .none ? "none" : "linear")), ("rope_scaling_factor", .raw(String(scalingFactor))),
+        ("rope_frequency_factors", factors), ("rope_pairing", .string(c.ropePairing.rawValue)),
+        ("quantization", .string(quantization)),
         ("tokenizer", tokenizer.map { .string($0) } ?? .null),
     ]
     if let gguf = model.gguf {

@@ -255,7 +255,8 @@ final class KernelTests: XCTestCase {
     func testRoPERotatesAdjacentPairsPerHead() throws {
         var random = TestValues(seed: 5)
         let headSize = 6, width = 12, positions = [0, 3, 17]
-        let table = try RotaryTable(contextLength: 20, headSize: headSize, theta: 500_000)
+        let frequencies = (0..<headSize / 2).map { pow(500_000, -Double(2 * $0) / Double(headSize)) }
+        let table = try RotaryTable(contextLength: 20, headSize: headSize, frequencies: frequencies, pairing: .adjacent)
         let x = random.array(positions.count * width)
         let buffer = FloatBuffer(x)
         Kernels.rope(buffer, rows: positions.count, width: width, positions: positions, table: table)

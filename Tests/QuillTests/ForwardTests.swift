@@ -38,14 +38,23 @@ struct ReferenceModel {
         return zip(x, w).map { $0 * scale * $1 }
     }
 
+    /// RoPE as llama.cpp's ggml_rope_ext defines it: pair i turns by position · freq_scale ·
+    /// θ^(−2i / headSize) / freq_factors[i], freq_scale = 1 / the linear factor; the pair is
+    /// (2i, 2i+1) in normal mode and (i, i + headSize/2) in NEOX mode.
     private func rope(_ v: [Double], position: Int) -> [Double] {
         var out = v
         let hs = c.headSize
-        for i in stride(from: 0, to: v.count, by: 2) {
-            let pair = (i % hs) / 2
-            let angle = Double(position) * pow(c.ropeTheta, -Double(2 * pair) / Double(hs))
-            out[i] = v[i] * cos(angle) - v[i + 1] * sin(angle)
-            out[i + 1] = v[i] * sin(angle) + v[i + 1] * cos(angle)
+        var freqScale = 1.0
+        if case .linear(let factor) = c.ropeScaling { freqScale = 1 / factor }
+        for head in stride(from: 0, to: v.count, by: hs) {
+            for pair in 0..<hs / 2 {
+                let a = c.ropePairing == .adjacent ? head + 2 * pair : head + pair
+                let b = c.ropePairing == .adjacent ? a + 1 : a + hs / 2
+                let freqFactor = Double(c.ropeFrequencyFactors?[pair] ?? 1)
+                let angle = Double(position) * freqScale * pow(c.ropeTheta, -Double(2 * pair) / Double(hs)) / freqFactor
+                out[a] = v[a] * cos(angle) - v[b] * sin(angle)
+                out[b] = v[a] * sin(angle) + v[b] * cos(angle)
+            }
         }
         return out
     }

@@ -5,7 +5,9 @@ Two forwards written independently of each other and of scripts/export.py:
   (pairs x[i], x[i + head_size/2]), grouped-query attention by repeating each KV head.
 - `llama2c_forward` follows ../shared/docs/formats.md: one token at a time with a KV cache,
   RoPE on adjacent pairs (x[2i], x[2i+1]), query head h reading KV head h // (n_heads/n_kv_heads).
-Both return logits [T, vocab] where row p is the output after feeding tokens[0..p].
+Both return logits [T, vocab] where row p is the output after feeding tokens[0..p]. Both take the
+RoPE frequencies from the caller when it scales them (linear, Llama 3), so each test computes a
+scaled RoPE its own way.
 
 In float64 (the default) the products go to numpy's BLAS, whose rounding (~1e-16) is far below
 every tolerance here. `hf_forward` in float32 accumulates every product and sum one term at a time
@@ -67,10 +69,11 @@ def softmax(x):
 # Hugging Face layout
 
 
-def hf_forward(cfg, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=EPS):
+def hf_forward(cfg, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=EPS, inv_freq=None):
     """cfg: the config.json dict; w: {HF tensor name: array}; returns logits [T, vocab].
     rope_theta and eps are passed by the caller, not read from cfg, so the reference does not
-    share the converter's reading of config.json."""
+    share the converter's reading of config.json. inv_freq [hs/2], when given, replaces the
+    unscaled frequencies rope_theta^(-2i/hs) (a scaled RoPE computed by the caller)."""
     dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads", n_heads)
     hs = dim // n_heads
@@ -78,7 +81,8 @@ def hf_forward(cfg, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=EPS)
     g = lambda name: np.asarray(w[name], dtype=dtype)
 
     # cos/sin [T, hs]: frequency i is used for both halves of the head (HF concatenates twice).
-    inv_freq = 1.0 / rope_theta ** (np.arange(0, hs, 2, dtype=np.float64) / hs)
+    if inv_freq is None:
+        inv_freq = 1.0 / rope_theta ** (np.arange(0, hs, 2, dtype=np.float64) / hs)
     angles = np.arange(T, dtype=np.float64)[:, None] * inv_freq[None, :]
     angles = np.concatenate([angles, angles], axis=-1)
     cos, sin = np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
@@ -154,8 +158,9 @@ def read_llama2c(path):
     return c, weights
 
 
-def llama2c_forward(c, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=EPS):
-    """Token-by-token forward in the llama2.c layout; returns logits [T, vocab]."""
+def llama2c_forward(c, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=EPS, pair_frequencies=None):
+    """Token-by-token forward in the llama2.c layout; returns logits [T, vocab].
+    pair_frequencies [hs/2], when given, replaces rope_theta^(-2i/hs) as pair i's angle per position."""
     dim, L, n_heads, n_kv = c["dim"], c["n_layers"], c["n_heads"], c["n_kv_heads"]
     hs = dim // n_heads
     kv_dim = n_kv * hs
@@ -164,6 +169,8 @@ def llama2c_forward(c, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=E
     key_cache = np.zeros((L, len(tokens), kv_dim), dtype=dtype)  # (layer, pos, kv_dim)
     value_cache = np.zeros((L, len(tokens), kv_dim), dtype=dtype)
     freq = rope_theta ** (-np.arange(0, hs, 2, dtype=np.float64) / hs)  # [hs/2], one per pair
+    if pair_frequencies is not None:
+        freq = np.asarray(pair_frequencies, dtype=np.float64)
 
     def rope(vec, pos):  # rotate adjacent pairs (2i, 2i+1) within each head
         pairs = vec.reshape(-1, hs // 2, 2)

@@ -2,7 +2,8 @@
 scripts/llama2c_to_gguf.py with llama.cpp's own writer (the PyPI `gguf` package) must give Quill
 the same logits and the same greedy story as the llama2.c file, with the tokenizer from -z or from
 the file; files holding what Quill's forward
-pass would not honour (RoPE scaling, a bias, another architecture) are refused in one line.
+pass would not honour (YaRN RoPE scaling, a bias, another architecture) are refused in one line
+(test_gguf_rope.py covers the RoPE scalings Quill runs).
 """
 
 import json
@@ -87,14 +88,14 @@ def write_variant(path, architecture="llama", extra_kv=(), extra_tensors=()):
 
 @pytest.mark.parametrize("label, variant, fragment", [
     ("plain", {}, None),
-    ("linear rope scaling", {"extra_kv": [("llama.rope.scaling.type", "string", "linear")]}, "rope.scaling.type"),
-    ("scaling factor without a type", {"extra_kv": [("llama.rope.scaling.factor", "float32", 4.0)]}, "rope.scaling.factor"),
+    ("yarn rope scaling", {"extra_kv": [("llama.rope.scaling.type", "string", "yarn")]}, "rope.scaling.type"),
     ("sliding window", {"extra_kv": [("llama.attention.sliding_window", "uint32", 64)]}, "sliding_window"),
     ("experts", {"extra_kv": [("llama.expert_count", "uint32", 8)]}, "expert_count"),
     ("partial rotary", {"extra_kv": [("llama.rope.dimension_count", "uint32", 16)]}, "rope.dimension_count"),
     ("another architecture", {"architecture": "gemma2"}, "architecture 'gemma2'"),
     ("a bias", {"extra_tensors": [("blk.0.attn_q.bias", np.zeros(128, dtype=np.float32))]}, "blk.0.attn_q.bias"),
-    ("llama 3 rope factors", {"extra_tensors": [("rope_freqs.weight", np.ones(16, dtype=np.float32))]}, "rope_freqs"),
+    ("llama 3 rope factors of the wrong length", {"extra_tensors": [("rope_freqs.weight", np.ones(8, dtype=np.float32))]},
+     "rope_freqs"),
 ])
 def test_what_quill_would_not_honour_is_refused(tmp_path, label, variant, fragment):
     path = tmp_path / "variant.gguf"

@@ -1,13 +1,15 @@
 import QuillKernels
 
 /// Reads a model from a GGUF file: the architecture's hyperparameters from its metadata, its
-/// tensors by llama.cpp's names, checked against `ModelConfig.shape(of:)`. Anything the file
-/// holds that Quill's forward pass would not honour (RoPE scaling, per-frequency RoPE factors,
-/// biases, experts, partial rotary dimensions, unknown tensors) is refused by name rather than
-/// ignored. Weight tensors may be F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K, mixed.
+/// tensors by llama.cpp's names, checked against `ModelConfig.shape(of:)`. RoPE runs as llama.cpp
+/// runs it: linear scaling (`rope.scaling.type`/`.factor`, or the older `rope.scale_linear`) and
+/// per-pair frequency factors (`rope_freqs.weight`, as Llama 3.x files carry). Anything the file
+/// holds that Quill's forward pass would not honour (YaRN or LongRoPE scaling, biases, experts,
+/// partial rotary dimensions, unknown tensors) is refused by name rather than ignored. Weight
+/// tensors may be F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K, mixed.
 public enum GGUFModel {
     /// Architectures Quill runs; `llama` files pair adjacent RoPE elements (llama.cpp's converter
-    /// undoes Hugging Face's Q/K permutation), as llama2.c does.
+    /// undoes Hugging Face's Q/K permutation), as llama2.c does: `RoPEPairing.adjacent`.
     public static let architectures = ["llama"]
 
     /// llama.cpp's default RoPE base for `llama` when the file does not say.
@@ -20,7 +22,8 @@ public enum GGUFModel {
             throw gguf.error("architecture '\(architecture)' is not one Quill runs (it runs: \(architectures.joined(separator: ", ")))")
         }
         let config = try configuration(of: gguf, architecture: architecture)
-        var used = Set<String>()
+        // The factors were read into the configuration.
+        var used: Set<String> = config.ropeFrequencyFactors == nil ? [] : [ropeFactorsTensor]
         func info(_ name: String) throws(CheckpointError) -> GGUFTensorInfo {
             used.insert(name)
             return try gguf.tensor(name)
@@ -60,8 +63,7 @@ public enum GGUFModel {
         let finalNorm = try vector("output_norm.weight", .finalNorm)
         let classifier = config.sharedClassifier ? embedding : try matrix("output.weight", .classifier)
         if let extra = gguf.tensors.first(where: { !used.contains($0.name) }) {
-            let hint = extra.name == "rope_freqs.weight" ? " (per-frequency RoPE factors, as Llama 3.1 uses)"
-                : extra.name.hasSuffix(".bias") ? " (a bias)" : ""
+            let hint = extra.name.hasSuffix(".bias") ? " (a bias)" : ""
             throw gguf.error("tensor '\(extra.name)'\(hint) is not part of a \(architecture) model as Quill runs it; "
                              + "refusing rather than ignoring it")
         }
@@ -92,17 +94,12 @@ public enum GGUFModel {
                 throw gguf.error("metadata '\(key)' is \(value) but the head size is \(headSize); Quill does not run such models yet")
             }
         }
-        if let scaling = try gguf.stringIfPresent("\(a).rope.scaling.type"), scaling != "none" {
-            throw gguf.error("metadata '\(a).rope.scaling.type' is '\(scaling)'; Quill does not implement RoPE scaling yet")
+        let scaling = try ropeScaling(of: gguf, architecture: a)
+        if let factor = try gguf.float32IfPresent("\(a).rope.scaling.attn_factor"), factor != 1 {
+            // llama.cpp multiplies every cosine and sine by it, whatever the scaling type.
+            throw gguf.error("metadata '\(a).rope.scaling.attn_factor' is \(factor); Quill does not scale the RoPE rotation's magnitude")
         }
-        // llama.cpp applies a scaling factor even without a type (linear is its default), so a
-        // factor alone is refused as well.
-        if let factor = try gguf.float32IfPresent("\(a).rope.scaling.factor"), factor != 0 && factor != 1 {
-            throw gguf.error("metadata '\(a).rope.scaling.factor' is \(factor); Quill does not implement RoPE scaling yet")
-        }
-        if let factor = try gguf.float32IfPresent("\(a).rope.scale_linear"), factor != 1 {
-            throw gguf.error("metadata '\(a).rope.scale_linear' is \(factor); Quill does not implement RoPE scaling yet")
-        }
+        let frequencyFactors = try ropeFrequencyFactors(of: gguf, pairs: headSize / 2)
         if let experts = try gguf.integerIfPresent("\(a).expert_count"), experts > 0 {
             throw gguf.error("metadata '\(a).expert_count' is \(experts): mixture-of-experts models are not supported")
         }
@@ -126,7 +123,59 @@ public enum GGUFModel {
         return ModelConfig(dim: dim, hiddenDim: try count("\(a).feed_forward_length"), layerCount: try count("\(a).block_count"),
                            headCount: heads, kvHeadCount: kvHeads, vocabSize: vocab, contextLength: context,
                            sharedClassifier: gguf.tensorIfPresent("output.weight") == nil,
-                           normEpsilon: epsilon, ropeTheta: theta)
+                           normEpsilon: epsilon, ropeTheta: theta, ropeScaling: scaling,
+                           ropeFrequencyFactors: frequencyFactors, ropePairing: .adjacent)
+    }
+
+    /// llama.cpp's name for the per-pair RoPE frequency factors.
+    static let ropeFactorsTensor = "rope_freqs.weight"
+
+    /// The RoPE scaling as llama.cpp reads it: the type defaults to linear; the factor is
+    /// `rope.scaling.factor`, else the older `rope.scale_linear`, and 0 means none; the angles
+    /// use freq_scale = 1 / factor. A type other than none or linear is refused, and so is any
+    /// metadata llama.cpp would resolve by silently dropping a value (two different factors, a
+    /// factor under type none).
+    static func ropeScaling(of gguf: GGUFFile, architecture a: String) throws(CheckpointError) -> RoPEScaling {
+        let typeKey = "\(a).rope.scaling.type"
+        let type = try gguf.stringIfPresent(typeKey)
+        if let type, type != "none" && type != "linear" {
+            throw gguf.error("metadata '\(typeKey)' is '\(type)'; Quill implements only linear RoPE scaling "
+                             + "(and per-pair factors in \(ropeFactorsTensor))")
+        }
+        var factor: (key: String, value: Float)?
+        for key in ["\(a).rope.scaling.factor", "\(a).rope.scale_linear"] {
+            guard let value = try gguf.float32IfPresent(key) else { continue }
+            guard value.isFinite && value >= 0 else {
+                throw gguf.error("metadata '\(key)' is \(value); a RoPE scaling factor must be positive (0 means none)")
+            }
+            if let first = factor, first.value != value {
+                throw gguf.error("metadata '\(key)' is \(value) but '\(first.key)' is \(first.value); refusing to pick one")
+            }
+            factor = factor ?? (key, value)
+        }
+        guard let factor, factor.value != 0 && factor.value != 1 else { return .none }
+        guard type != "none" else {
+            // llama.cpp would ignore the factor; which one the file means is a guess.
+            throw gguf.error("metadata '\(factor.key)' is \(factor.value) but '\(typeKey)' is 'none'; refusing to guess which holds")
+        }
+        return .linear(factor: Double(factor.value))
+    }
+
+    /// The divisors of the pairs' RoPE frequencies in `rope_freqs.weight`, when the file has
+    /// them: F32, one per pair, finite and positive (llama.cpp divides pair i's angle by value i).
+    static func ropeFrequencyFactors(of gguf: GGUFFile, pairs: Int) throws(CheckpointError) -> [Float]? {
+        guard let t = gguf.tensorIfPresent(ropeFactorsTensor) else { return nil }
+        guard t.dimensions == [pairs] else {
+            throw gguf.error("tensor '\(t.name)' has dimensions \(t.dimensions), expected [\(pairs)] (one RoPE frequency factor a pair)")
+        }
+        guard t.type == .f32 else {
+            throw gguf.error("tensor '\(t.name)' is \(t.type.name); Quill reads RoPE frequency factors stored as F32")
+        }
+        let values = gguf.file.floats(at: t.dataOffset, count: pairs).array  // (headSize / 2)
+        if let bad = values.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
+            throw gguf.error("tensor '\(t.name)' value \(bad) is \(values[bad]); RoPE frequency factors must be finite and positive")
+        }
+        return values
     }
 
     /// A weight matrix over a tensor's bytes in the mapping.

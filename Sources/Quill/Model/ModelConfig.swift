@@ -1,6 +1,10 @@
+import Foundation
+import QuillKernels
+
 /// Every hyperparameter the forward pass uses: the kernels take these values, none is a kernel
 /// default. A format's reader fills them from its header or metadata (llama2.c files have no
-/// field for the norm epsilon and RoPE base; their reader supplies llama2.c's own values).
+/// field for the norm epsilon and RoPE base; their reader supplies llama2.c's own values, with
+/// no RoPE scaling and adjacent pairs).
 public struct ModelConfig: Equatable, Sendable {
     /// Width of the residual stream.
     public var dim: Int
@@ -20,11 +24,21 @@ public struct ModelConfig: Equatable, Sendable {
     public var sharedClassifier: Bool
     /// ε of RMSNorm: x / sqrt(mean(x²) + ε).
     public var normEpsilon: Float
-    /// The RoPE base θ: pair i of a head turns by position · θ^(−2i / headSize).
+    /// The RoPE base θ: unscaled, pair i of a head turns by position · θ^(−2i / headSize).
     public var ropeTheta: Double
+    /// How positions are scaled before they turn the pairs (see `ropeFrequencies`).
+    public var ropeScaling: RoPEScaling
+    /// Per-pair divisors of the frequencies (headSize / 2 values, finite and positive), as
+    /// Llama 3.x's RoPE uses them (llama.cpp's `rope_freqs.weight`); nil: all 1.
+    public var ropeFrequencyFactors: [Float]?
+    /// Which elements of a head form RoPE pair i.
+    public var ropePairing: RoPEPairing
 
+    /// The defaults of the RoPE parameters (no scaling, no factors, adjacent pairs) are what
+    /// llama2.c files and every model before them mean.
     public init(dim: Int, hiddenDim: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
-                vocabSize: Int, contextLength: Int, sharedClassifier: Bool, normEpsilon: Float, ropeTheta: Double) {
+                vocabSize: Int, contextLength: Int, sharedClassifier: Bool, normEpsilon: Float, ropeTheta: Double,
+                ropeScaling: RoPEScaling = .none, ropeFrequencyFactors: [Float]? = nil, ropePairing: RoPEPairing = .adjacent) {
         self.dim = dim
         self.hiddenDim = hiddenDim
         self.layerCount = layerCount
@@ -35,6 +49,9 @@ public struct ModelConfig: Equatable, Sendable {
         self.sharedClassifier = sharedClassifier
         self.normEpsilon = normEpsilon
         self.ropeTheta = ropeTheta
+        self.ropeScaling = ropeScaling
+        self.ropeFrequencyFactors = ropeFrequencyFactors
+        self.ropePairing = ropePairing
     }
 
     /// The largest context a header may declare (2^24 positions): beyond any real model, so a
@@ -46,6 +63,23 @@ public struct ModelConfig: Equatable, Sendable {
     /// Width of the keys and values of all KV heads together.
     public var kvDim: Int { dim * kvHeadCount / headCount }
 
+    /// The angular frequency of each RoPE pair (headSize / 2), radians per position: pair i
+    /// at position p turns by p · θ^(−2i / headSize) / (linear factor · frequency factor i), the
+    /// angle llama.cpp's `ggml_rope_ext` gives with freq_scale = 1 / factor and freq_factors.
+    public var ropeFrequencies: [Double] {
+        let half = headSize / 2
+        precondition(ropeFrequencyFactors.map { $0.count == half } ?? true, "one RoPE frequency factor a pair")
+        let scale: Double
+        switch ropeScaling {
+        case .none: scale = 1
+        case .linear(let factor): scale = 1 / factor
+        }
+        return (0..<half).map { i in
+            let base = pow(ropeTheta, -Double(2 * i) / Double(headSize))
+            return scale * base / Double(ropeFrequencyFactors?[i] ?? 1)
+        }
+    }
+
     /// Number of weights (norms included), with a shared classifier counted once.
     public var parameterCount: Int {
         var count = 0
@@ -55,4 +89,13 @@ public struct ModelConfig: Equatable, Sendable {
         }
         return count
     }
+}
+
+/// How RoPE scales positions for a context longer than the model was trained on.
+public enum RoPEScaling: Equatable, Sendable {
+    /// Positions turn the pairs as they are.
+    case none
+    /// Every position is divided by `factor` (> 0): "linear" or position interpolation,
+    /// llama.cpp's `rope.scaling.type = linear` with freq_scale = 1 / factor.
+    case linear(factor: Double)
 }

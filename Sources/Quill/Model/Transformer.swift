@@ -61,7 +61,9 @@ public final class Transformer {
         // the two never oversubscribe the cores, and no BLAS thread spin-waits.
         try BLAS.load()
         BLAS.setThreads(1)
-        rope = try RotaryTable(contextLength: capacity, headSize: c.headSize, theta: c.ropeTheta)
+        // Every angle comes from the configuration: base, scaling, per-pair factors and pairing.
+        rope = try RotaryTable(contextLength: capacity, headSize: c.headSize, frequencies: c.ropeFrequencies,
+                               pairing: c.ropePairing)
         attentionShape = .init(heads: c.headCount, kvHeads: c.kvHeadCount, headSize: c.headSize)
         func buffer(_ rows: Int, _ width: Int, _ purpose: String) throws(AllocationError) -> FloatBuffer {
             let (count, overflow) = rows.multipliedReportingOverflow(by: width)
