@@ -30,10 +30,8 @@ REFERENCE = np.load(FIXTURE / "reference.npz")
 
 # What export.py converts today; the rest is refused (architectures of issue #11, and what needs
 # attention Quill does not have yet).
-CONVERTED = {"llama"}
+CONVERTED = {"llama", "llama-rope-linear", "llama-rope-llama3"}
 REFUSED = {
-    "llama-rope-linear": "rope",
-    "llama-rope-llama3": "rope",
     "mistral-window": "sliding_window",
     "qwen2": "Qwen2ForCausalLM",
     "phi3": "Phi3ForCausalLM",

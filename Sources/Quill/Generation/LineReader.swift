@@ -54,6 +54,7 @@ public struct LineReader {
                 lineNumber += 1
                 if discarding {
                     discarding = false
+                    atFileStart = false  // a BOM starting the next line is that line's data
                     return .tooLong(number: lineNumber)
                 }
                 if line.last == 0x0D { line.removeLast() }
@@ -69,6 +70,7 @@ public struct LineReader {
                 lineNumber += 1
                 if discarding {
                     discarding = false
+                    atFileStart = false  // a BOM starting the next line is that line's data
                     return .tooLong(number: lineNumber)
                 }
                 return .line(stripBOM(line), number: lineNumber)
