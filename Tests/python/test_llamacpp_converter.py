@@ -140,6 +140,9 @@ def test_float_files_from_the_converter_match_the_hugging_face_model(folder, tmp
 
 @pytest.mark.parametrize("overrides", [
     {"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}},
+    {"rope_parameters": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}},
+    {"rope_parameters": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 8, "rope_theta": 500000.0}},
     {"tie_word_embeddings": True},
     {"num_key_value_heads": 1},
 ])
