@@ -247,3 +247,10 @@ public enum GGUFModelWriter {
         try writer.finish()
     }
 }
+
+extension GGUFMetadataEntry {
+    /// An entry to write: `key` (UTF-8, at most 65,535 bytes) with `value`.
+    public init(_ key: String, _ value: GGUFValue) {
+        self.init(key: key, value: value)
+    }
+}
