@@ -126,7 +126,8 @@ private func benchRandomShape(_ o: BenchOptions, threads: Int) throws -> ExitSta
     defer { try? handle.close() }
     var label = "random \(shape)"
     do {
-        if let typeName = o.type, let fileType = GGUFFileType(name: typeName) {
+        if let typeName = o.type {
+            guard let fileType = GGUFFileType(name: typeName) else { throw UsageError("bench: unknown --type '\(typeName)'") }
             stderr.write("writing a random-weight \(shape) GGUF (\(fileType.rawValue))\n")
             label += " \(fileType.rawValue)"
             let plan = try Benchmark.writeRandomGGUF(config: config, fileType: fileType, name: label, to: handle, path: path,

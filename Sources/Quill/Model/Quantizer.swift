@@ -104,8 +104,16 @@ extension Quantizer {
             if shouldStop() { throw CancellationError() }
             let label = "tensor \(tensor.ggufName(layer: layer)!) (\(tensor.rawValue)\(tensor.isPerLayer ? " of layer \(layer)" : ""))"
             let cols = config.shape(of: tensor).cols
+            let values = weights.floatValues(tensor, layer: layer)
+            var largest: Float = 0
+            for (index, value) in values.enumerated() {
+                guard value.isFinite else {
+                    throw CheckpointError(path: weights.source, problem: "\(label) has a non-finite value (\(value)) at index \(index); it cannot be quantized")
+                }
+                largest = max(largest, abs(value))
+            }
             if !tensor.isNorm, case .ggml(let stored, let bytes) = weights.matrix(tensor, layer: layer).storage, stored == type {
-                // Already in the type asked for: the blocks are copied unchanged.
+                // Already in the type asked for (and checked finite above): the blocks are copied unchanged.
                 let rowBytes = type.rowBytes(count: cols)
                 let rowsPerPiece = max(1, (4 << 20) / rowBytes)
                 var offset = 0
@@ -115,14 +123,6 @@ extension Quantizer {
                     offset += count
                 }
                 return
-            }
-            let values = weights.floatValues(tensor, layer: layer)
-            var largest: Float = 0
-            for (index, value) in values.enumerated() {
-                guard value.isFinite else {
-                    throw CheckpointError(path: weights.source, problem: "\(label) has a non-finite value (\(value)) at index \(index); it cannot be quantized")
-                }
-                largest = max(largest, abs(value))
             }
             if let limit = largestEncodable(type), largest > limit {
                 throw CheckpointError(path: weights.source, problem: "\(label) has a value of magnitude \(largest), beyond what \(type.name) "
