@@ -139,3 +139,20 @@ extern "C" int spm_is_control(const spm_processor *p, int id) {
 extern "C" int spm_is_unknown(const spm_processor *p, int id) {
     return in_range(p, id) && p->processor.IsUnknown(id) ? 1 : 0;
 }
+
+extern "C" int spm_unk_id(const spm_processor *p) { return p->processor.unk_id(); }
+extern "C" int spm_pad_id(const spm_processor *p) { return p->processor.pad_id(); }
+
+extern "C" int spm_piece_info(const spm_processor *p, int id, float *score, int *type) {
+    if (!in_range(p, id)) return fail(SPM_OUT_OF_RANGE, "token id " + std::to_string(id) + " is outside the vocabulary");
+    try {
+        *score = p->processor.GetScore(id);
+        *type = p->processor.IsUnknown(id) ? 2 : p->processor.IsControl(id) ? 3 : p->processor.IsUnused(id) ? 5
+              : p->processor.IsByte(id) ? 6 : 1;
+        return SPM_OK;
+    } catch (const std::exception &e) {
+        return fail(SPM_INTERNAL, e.what());
+    } catch (...) {
+        return fail(SPM_INTERNAL, "unknown C++ exception");
+    }
+}

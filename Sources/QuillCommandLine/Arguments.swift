@@ -56,19 +56,35 @@ public struct InfoOptions {
     public var json = false
 }
 
-/// `quill quantize IN OUT`: float32 checkpoint → int8 Q8_0 (version 2).
+/// `quill quantize IN OUT [TYPE]`: any model Quill reads → GGUF of TYPE; without a type, a
+/// float32 llama2.c checkpoint → int8 llama2.c version 2.
 public struct QuantizeOptions {
     public var input = ""
     public var output = ""
+    /// The GGUF storage type (`--type` or the third argument, as llama-quantize takes it); nil
+    /// writes llama2.c version 2.
+    public var type: String?
+    /// `-z`: the SentencePiece model whose vocabulary the GGUF file carries (default: the one
+    /// Quill finds for IN, or a GGUF input's own).
+    public var tokenizerPath: String?
     /// nil: 64, or the largest power of two below it that divides dim and hidden_dim.
     public var groupSize: Int?
 }
+
+/// The storage types `quill quantize` writes (Quill has no K-quant quantizer).
+public let quantizeTypes = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0"]
+/// The storage types `quill bench --type` writes (the K types as random blocks).
+public let benchTypes = quantizeTypes + ["Q4_K", "Q5_K", "Q6_K", "Q4_K_M"]
+/// The random-weight shapes of `quill bench --shape`.
+public let benchShapes = ["15m", "42m", "110m", "tinyllama"]
 
 /// `quill bench`: prompt and generation speed in a llama-bench style table.
 public struct BenchOptions {
     public var shape: String?
     public var modelPath: String?
     public var quantize = false
+    /// `--type`: the random weights of `--shape` written as GGUF of this storage type.
+    public var type: String?
     public var promptTokens = 512
     public var generateTokens = 128
     public var repetitions = 5
@@ -474,14 +490,25 @@ private func parseInfo(_ arguments: [String]) throws(UsageError) -> Invocation {
 private func parseQuantize(_ arguments: [String]) throws(UsageError) -> Invocation {
     var o = QuantizeOptions()
     var paths: [String] = []
+    func setType(_ text: String) throws(UsageError) {
+        let name = text.uppercased()
+        guard quantizeTypes.contains(name) else {
+            let hint = benchTypes.contains(name) ? " (Quill reads \(name) but has no quantizer for it)" : ""
+            throw UsageError("quantize: unknown type '\(text)'\(hint); types: \(quantizeTypes.joined(separator: ", "))")
+        }
+        if let given = o.type, given != name { throw UsageError("quantize: two types given, \(given) and \(name)") }
+        o.type = name
+    }
     let help = try scanSubcommand("quantize", arguments, positional: { text throws(UsageError) in
-        paths.append(text)
+        if paths.count == 2 { try setType(text) } else { paths.append(text) }
     }) { flag, value, _ throws(UsageError) in
         switch flag {
         case "--group-size":
             let n = try parseInt(value(), flag: flag)
             guard n >= 1 && n <= 4096 else { throw UsageError("\(flag) must be between 1 and 4096, got \(n)") }
             o.groupSize = n
+        case "--type": try setType(value())
+        case "-z", "--tokenizer": o.tokenizerPath = try nonEmpty(value(), flag: flag)
         default: return false
         }
         return true
@@ -489,6 +516,15 @@ private func parseQuantize(_ arguments: [String]) throws(UsageError) -> Invocati
     if help { return .help }
     guard paths.count == 2 else { throw UsageError("quantize: expected IN and OUT paths, got \(paths.count) arguments") }
     (o.input, o.output) = (paths[0], paths[1])
+    if o.type != nil && o.groupSize != nil {
+        throw UsageError("quantize: --group-size is for llama2.c output (no type); GGUF types have fixed blocks")
+    }
+    if o.type == nil {
+        if o.output.lowercased().hasSuffix(".gguf") {
+            throw UsageError("quantize: give the GGUF type for \(o.output) (\(quantizeTypes.joined(separator: ", ")))")
+        }
+        if o.tokenizerPath != nil { throw UsageError("quantize: -z is for GGUF output (give a type); llama2.c files hold no tokenizer") }
+    }
     return .quantize(o)
 }
 
@@ -505,12 +541,18 @@ private func parseBench(_ arguments: [String]) throws(UsageError) -> Invocation 
         switch flag {
         case "--shape":
             let shape = try value()
-            guard ["15m", "42m", "110m"].contains(shape) else {
-                throw UsageError("--shape must be 15m, 42m or 110m, got '\(shape)'")
+            guard benchShapes.contains(shape) else {
+                throw UsageError("--shape must be one of \(benchShapes.joined(separator: ", ")), got '\(shape)'")
             }
             o.shape = shape
         case "-m", "--model": o.modelPath = try nonEmpty(value(), flag: flag)
         case "--q8": try noValue(flag, inline); o.quantize = true
+        case "--type":
+            let type = try value()
+            guard benchTypes.contains(type.uppercased()) else {
+                throw UsageError("--type must be one of \(benchTypes.joined(separator: ", ")), got '\(type)'")
+            }
+            o.type = type.uppercased()
         case "-p", "--n-prompt": o.promptTokens = try count(value(), flag, min: 0)
         case "-n", "--n-gen": o.generateTokens = try count(value(), flag, min: 0)
         case "-r", "--repetitions": o.repetitions = try count(value(), flag, min: 1)
@@ -527,5 +569,7 @@ private func parseBench(_ arguments: [String]) throws(UsageError) -> Invocation 
     }
     if help { return .help }
     if o.shape != nil && o.modelPath != nil { throw UsageError("bench: give --shape or -m, not both") }
+    if o.type != nil && o.modelPath != nil { throw UsageError("bench: --type writes random weights for --shape; -m runs a file as it is") }
+    if o.type != nil && o.quantize { throw UsageError("bench: give --q8 (llama2.c int8) or --type (GGUF), not both") }
     return .bench(o)
 }

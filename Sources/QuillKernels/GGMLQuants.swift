@@ -85,3 +85,48 @@ public enum GGMLQuants {
     @discardableResult
     public static func forceHalfConversionPath(_ name: String) -> Bool { ggml_f16_force_path(name) != 0 }
 }
+
+extension GGMLType {
+    /// Whether `GGMLQuants.quantize` encodes this type (F32, F16, BF16, Q8_0, Q4_0, Q5_0); the
+    /// K types are decoded only.
+    public var isEncoded: Bool { ggml_can_quantize(Int32(rawValue)) != 0 }
+}
+
+extension GGMLQuants {
+    /// `values` (rows of `rowLength`, row-major) encoded as `type`: the same bytes as ggml's
+    /// reference quantizer and gguf-py's `gguf.quants.quantize` (see `ggml_quantize.h`).
+    /// `rowLength` must be a multiple of the type's block size and `values.count` of `rowLength`.
+    public static func quantize(_ type: GGMLType, _ values: [Float], rowLength: Int) -> [UInt8] {
+        precondition(type.isEncoded, "Quill does not encode \(type.name)")
+        precondition(rowLength > 0 && values.count % rowLength == 0, "\(values.count) values are not rows of \(rowLength)")
+        let rows = values.count / rowLength
+        let rowBytes = type.rowBytes(count: rowLength)
+        // (rows, rowBytes): one encoded row after another; rows are whole blocks, so the whole
+        // array is one call.
+        return [UInt8](unsafeUninitializedCapacity: rows * rowBytes) { out, initialized in
+            values.withUnsafeBufferPointer { input in
+                if let source = input.baseAddress, let target = out.baseAddress {
+                    let status = ggml_quantize_row(Int32(type.rawValue), source, target, Int64(values.count))
+                    precondition(status == 0, "ggml_quantize_row refused \(type.name) × \(values.count)")
+                }
+            }
+            initialized = rows * rowBytes
+        }
+    }
+
+    /// The IEEE half nearest to `value` (ties to even), as bits: infinity beyond 65504 (from
+    /// 65520), as F16C and numpy round.
+    public static func halfBits(_ value: Float) -> UInt16 { ggml_fp32_to_fp16(value) }
+
+    /// The bfloat16 nearest to `value` (ties to even), as bits.
+    public static func bfloat16Bits(_ value: Float) -> UInt16 { ggml_fp32_to_bf16(value) }
+}
+
+extension ByteView {
+    /// Bytes `offset ..< offset + length` copied into an array.
+    public func bytes(offset: Int = 0, count length: Int? = nil) -> [UInt8] {
+        let n = length ?? (count - offset)
+        precondition(offset >= 0 && n >= 0 && offset <= count - n, "range out of bounds")
+        return Array(UnsafeRawBufferPointer(start: pointer + offset, count: n))
+    }
+}

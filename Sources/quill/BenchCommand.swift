@@ -121,17 +121,27 @@ private func benchRandomShape(_ o: BenchOptions, threads: Int) throws -> ExitSta
     for (flag, tokens) in [("-p", o.promptTokens), ("-n", o.generateTokens)] where tokens > config.contextLength {
         throw UsageError("bench: \(flag) \(tokens) is beyond the context window of the \(shape) shape (\(config.contextLength) tokens)")
     }
-    OutputStream.standardError.write("writing a random-weight \(shape) checkpoint (\(o.quantize ? "Q8_0" : "float32"))\n")
+    let stderr = OutputStream.standardError
     let (handle, path) = try unlinkedTemporaryFile()
     defer { try? handle.close() }
+    var label = "random \(shape)"
     do {
-        let format: CheckpointFormat = o.quantize ? .version2(groupSize: Quantizer.defaultGroupSize(for: config)) : .version1
-        try Benchmark.writeRandomCheckpoint(config: config, format: format,
-                                            to: handle, shouldStop: interrupted)
+        if let typeName = o.type {
+            guard let fileType = GGUFFileType(name: typeName) else { throw UsageError("bench: unknown --type '\(typeName)'") }
+            stderr.write("writing a random-weight \(shape) GGUF (\(fileType.rawValue))\n")
+            label += " \(fileType.rawValue)"
+            let plan = try Benchmark.writeRandomGGUF(config: config, fileType: fileType, name: label, to: handle, path: path,
+                                                     shouldStop: interrupted)
+            for line in plan.fallbackSummary { stderr.write("bench: \(line)\n") }
+        } else {
+            stderr.write("writing a random-weight \(shape) checkpoint (\(o.quantize ? "Q8_0" : "float32"))\n")
+            let format: CheckpointFormat = o.quantize ? .version2(groupSize: Quantizer.defaultGroupSize(for: config)) : .version1
+            try Benchmark.writeRandomCheckpoint(config: config, format: format, to: handle, shouldStop: interrupted)
+        }
     } catch is CancellationError {
         return .interrupted
     }
-    var arguments = ["quill", "bench", "-m", path, "--label", "random \(shape)", "-p", "\(o.promptTokens)",
+    var arguments = ["quill", "bench", "-m", path, "--label", label, "-p", "\(o.promptTokens)",
                      "-n", "\(o.generateTokens)", "-r", "\(o.repetitions)", "-t", "\(threads)", "-b", "\(o.batchSize)",
                      "--parallel", "\(o.parallel)"]
     if o.json { arguments.append("--json") }

@@ -2,11 +2,60 @@ import Foundation
 import Quill
 import QuillCommandLine
 
-/// `quill quantize IN OUT`: writes OUT through a temporary file in OUT's folder, renamed into
-/// place only when complete (see ReplacementFile for what OUT may be).
+/// `quill quantize IN OUT [TYPE]`: writes OUT through a temporary file in OUT's folder, renamed
+/// into place only when complete and loadable (see ReplacementFile for what OUT may be). With a
+/// type, OUT is GGUF of that type from any model Quill reads; without one, OUT is an int8
+/// llama2.c version 2 copy of a float32 llama2.c checkpoint.
 func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
+    guard let typeName = o.type else { return try quantizeToLlama2c(o) }
     let start = DispatchTime.now()
-    let checkpoint = try loadModel(modelFlag: o.input, tokenizerFlag: nil, tokenizer: .none).requireCheckpoint(for: "quantize")
+    let stderr = OutputStream.standardError
+    let fileType = GGUFFileType(name: typeName)!
+    let model = try loadModel(modelFlag: o.input, tokenizerFlag: o.tokenizerPath, tokenizer: .required)
+    // OUT is checked (and its temporary file made) before anything is said about the work.
+    let output = try ReplacementFile(replacing: o.output, input: o.input)
+    do {
+        let (tokenizer, warnings) = try Quantizer.tokenizerMetadata(for: model, tokenizerPath: o.tokenizerPath)
+        for warning in warnings { stderr.write("quantize: warning: \(warning)\n") }
+        let job = Quantizer.ggufJob(model.weights, fileType: fileType)
+        for line in job.plan.fallbackSummary { stderr.write("quantize: \(line)\n") }
+        if !job.requantized.isEmpty {
+            stderr.write("quantize: requantizing \(job.requantized.joined(separator: ", ")): the input's blocks are decoded "
+                         + "exactly and quantized again, so the error of both quantizations adds up\n")
+        }
+        if !job.copied.isEmpty {
+            stderr.write("quantize: \(job.copied.joined(separator: ", ")) tensors are already of the type asked for and are "
+                         + "copied unchanged\n")
+        }
+        let name = try model.gguf?.stringIfPresent("general.name")
+            ?? URL(fileURLWithPath: o.input).deletingPathExtension().lastPathComponent
+        try Quantizer.writeGGUF(model.weights, job: job, tokenizer: tokenizer, name: name, to: output.temporary,
+                                shouldStop: interrupted)
+        // The written file must load, vocabulary included, before it replaces anything.
+        _ = try ModelLoader.load(modelPath: output.temporary, tokenizerPath: nil, tokenizer: .required)
+        try output.commit()
+    } catch is CancellationError {
+        output.discard()
+        return .interrupted
+    } catch {
+        output.discard()
+        throw error
+    }
+    let written = try GGUFFile(path: output.destination)
+    stderr.write(String(
+        format: "quantized %@ (%@ bytes) → %@ (%@ bytes, GGUF %@) in %.1f s\n", o.input, groupedDigits(model.byteCount),
+        o.output, groupedDigits(written.byteCount), fileType.rawValue, seconds(since: start)))
+    return .success
+}
+
+/// No type: the int8 llama2.c version 2 copy of a float32 llama2.c checkpoint, as before GGUF.
+private func quantizeToLlama2c(_ o: QuantizeOptions) throws -> ExitStatus {
+    let start = DispatchTime.now()
+    let model = try loadModel(modelFlag: o.input, tokenizerFlag: nil, tokenizer: .none)
+    guard let checkpoint = model.checkpoint else {
+        throw ModelLoadError("\(o.input) is \(model.formatDescription); without a type quantize writes llama2.c int8 "
+                             + "from llama2.c checkpoints only: give a GGUF type (\(quantizeTypes.joined(separator: ", ")))")
+    }
     let groupSize = o.groupSize ?? Quantizer.defaultGroupSize(for: checkpoint.config)
     let output = try ReplacementFile(replacing: o.output, input: o.input)
     do {

@@ -49,8 +49,11 @@ subcommands:
   quill tokenize [-z TOK | -m M] [TEXT | -f FILE | stdin] [--ids | --pieces | --json] [--no-bos]
   quill detokenize [-z TOK | -m M] [IDS | -f FILE | stdin]
   quill info [-m] M [--json]
-  quill quantize IN OUT [--group-size N]
-  quill bench [--shape 15m|42m|110m | -m M] [--q8] [-p 512] [-n 128] [-r 5] [-t N] [-b 512] [--parallel 8] [--json]
+  quill quantize IN OUT TYPE [-z TOK]   (or --type TYPE) any model Quill reads → GGUF of TYPE:
+                          F32, F16, BF16, Q8_0, Q4_0, Q5_0 (the vocabulary from -z, the one beside IN, or IN's)
+  quill quantize IN OUT [--group-size N]   no type: float32 llama2.c → int8 llama2.c (version 2)
+  quill bench [--shape 15m|42m|110m|tinyllama | -m M] [--q8 | --type F32|F16|BF16|Q8_0|Q4_0|Q5_0|Q4_K|Q5_K|Q6_K|Q4_K_M]
+              [-p 512] [-n 128] [-r 5] [-t N] [-b 512] [--parallel 8] [--json]
   quill logits -m M --ids 1,2,3
 
 Sampling order: repetition penalty → top-k → top-p → min-p → temperature → draw.

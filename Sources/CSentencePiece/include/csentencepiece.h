@@ -56,6 +56,16 @@ int spm_is_byte(const spm_processor *processor, int id);
 int spm_is_control(const spm_processor *processor, int id);
 int spm_is_unknown(const spm_processor *processor, int id);
 
+/// Unknown and padding ids (-1 when the model has no padding piece).
+int spm_unk_id(const spm_processor *processor);
+int spm_pad_id(const spm_processor *processor);
+
+/// A piece's score and kind, to write the vocabulary elsewhere (GGUF's tokenizer.ggml.*).
+/// *type is SentencePiece's ModelProto piece type as far as the processor tells it: 2 unknown,
+/// 3 control, 5 unused, 6 byte, else 1 (normal; the C++ API does not single out user-defined
+/// pieces, type 4). An id outside the vocabulary is SPM_OUT_OF_RANGE.
+int spm_piece_info(const spm_processor *processor, int id, float *score, int *type);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,10 @@ public enum Benchmark {
         case "110m": ModelConfig(dim: 768, hiddenDim: 2048, layerCount: 12, headCount: 12, kvHeadCount: 12,
                                  vocabSize: 32000, contextLength: 1024, sharedClassifier: true,
                                 normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
+        // TinyLlama 1.1B: grouped-query attention (8 query heads per KV head), its own classifier.
+        case "tinyllama": ModelConfig(dim: 2048, hiddenDim: 5632, layerCount: 22, headCount: 32, kvHeadCount: 4,
+                                      vocabSize: 32000, contextLength: 2048, sharedClassifier: false,
+                                      normEpsilon: 1e-5, ropeTheta: 10000)
         default: nil
         }
     }
@@ -41,6 +45,86 @@ public enum Benchmark {
                 return (0..<count).map { _ in Float(Int32(truncatingIfNeeded: generator.next() >> 32)) / Float(Int32.max) * limit }
             }
         }
+    }
+
+    /// Writes random weights for `config` as GGUF (`fileType`, through `GGUFModelWriter`) to
+    /// `handle` (at its start), named `name`, and returns the storage plan used. Types Quill
+    /// encodes are quantized from uniform weights of standard deviation 0.02 (norms 1); K types
+    /// get random blocks: random quant bytes and scales, with F16 super-block scales chosen so
+    /// that weights stay within about ±0.1. Each tensor is made and written in pieces of about
+    /// 4 Mi values, so memory holds a piece, never the model. `shouldStop` is checked before
+    /// each tensor (CancellationError when it says stop).
+    @discardableResult
+    public static func writeRandomGGUF(
+        config: ModelConfig, fileType: GGUFFileType, name: String, to handle: FileHandle, path: String,
+        seed: UInt64 = 1, shouldStop: () -> Bool = { false }
+    ) throws -> GGUFStoragePlan {
+        var generator = SeededGenerator(seed: seed)
+        let limit = Float(0.02 * 3.0.squareRoot())
+        let plan = fileType.plan(for: config)
+        let metadata = GGUFModelWriter.metadata(config: config, name: name, fileType: fileType.llamaFileType)
+        try GGUFModelWriter.write(config: config, metadata: metadata, types: plan.type, to: handle, path: path) {
+            tensor, _, type, emit in
+            if shouldStop() { throw CancellationError() }
+            let (rows, cols) = config.shape(of: tensor)
+            let rowsPerPiece = max(1, (4 << 20) / cols)
+            var row = 0
+            while row < rows {
+                let count = min(rowsPerPiece, rows - row)
+                if tensor.isNorm {
+                    try emit(GGMLQuants.quantize(.f32, [Float](repeating: 1, count: cols), rowLength: cols))
+                } else if type.isEncoded {
+                    let values = (0..<count * cols).map { _ in
+                        Float(Int32(truncatingIfNeeded: generator.next() >> 32)) / Float(Int32.max) * limit
+                    }
+                    try emit(GGMLQuants.quantize(type, values, rowLength: cols))
+                } else {
+                    try emit(randomBlocks(type, count: count * cols / type.blockSize, generator: &generator))
+                }
+                row += count
+            }
+        }
+        return plan
+    }
+
+    /// `count` random blocks of a K type: random bytes, then each super-block's F16 scale (and
+    /// min scale) set to a small positive value, so every weight is finite and below about 0.1:
+    /// Q4_K x = d·sc·q − dmin·m (sc, m < 64, q < 16), Q5_K likewise with q < 32, Q6_K
+    /// x = d·scale·(q − 32) (scale an int8, q < 64). Offsets from the layouts in `ggml_quants.h`.
+    static func randomBlocks(_ type: GGMLType, count: Int, generator: inout SeededGenerator) -> [UInt8] {
+        let size = type.bytesPerBlock
+        var bytes = [UInt8](repeating: 0, count: count * size)
+        var i = 0
+        while i < bytes.count {
+            var word = generator.next()
+            for k in 0..<min(8, bytes.count - i) {
+                bytes[i + k] = UInt8(truncatingIfNeeded: word)
+                word >>= 8
+            }
+            i += 8
+        }
+        func putHalf(_ value: Float, at offset: Int) {
+            let bits = GGMLQuants.halfBits(value)
+            bytes[offset] = UInt8(truncatingIfNeeded: bits)
+            bytes[offset + 1] = UInt8(truncatingIfNeeded: bits >> 8)
+        }
+        func scale(_ largest: Float) -> Float { largest * Float(0.5 + generator.nextUnit()) }
+        for block in 0..<count {
+            let base = block * size
+            switch type {
+            case .q4_K:
+                putHalf(scale(1e-4), at: base)      // d: 63 · 15 · 1e-4 ≈ 0.09 at most
+                putHalf(scale(1e-4), at: base + 2)  // dmin
+            case .q5_K:
+                putHalf(scale(5e-5), at: base)      // d: 63 · 31 · 5e-5 ≈ 0.1
+                putHalf(scale(5e-5), at: base + 2)
+            case .q6_K:
+                putHalf(scale(2e-5), at: base + 208)  // d: 128 · 32 · 2e-5 ≈ 0.08
+            default:
+                preconditionFailure("random blocks are made for K types only, not \(type.name)")
+            }
+        }
+        return bytes
     }
 
     /// Bytes of weights and KV cache one generated token reads at position `position`.

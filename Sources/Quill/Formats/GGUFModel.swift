@@ -28,7 +28,8 @@ public enum GGUFModel {
             used.insert(name)
             return try gguf.tensor(name)
         }
-        func vector(_ name: String, _ tensor: TensorName) throws(CheckpointError) -> FloatView {
+        func vector(_ tensor: TensorName, layer: Int = 0) throws(CheckpointError) -> FloatView {
+            let name = tensor.ggufName(layer: layer)!
             let t = try info(name)
             let (_, cols) = config.shape(of: tensor)
             guard t.dimensions == [cols] else {
@@ -39,7 +40,8 @@ public enum GGUFModel {
             }
             return gguf.file.floats(at: t.dataOffset, count: cols)
         }
-        func matrix(_ name: String, _ tensor: TensorName) throws(CheckpointError) -> WeightMatrix {
+        func matrix(_ tensor: TensorName, layer: Int = 0) throws(CheckpointError) -> WeightMatrix {
+            let name = tensor.ggufName(layer: layer)!
             let t = try info(name)
             let (rows, cols) = config.shape(of: tensor)
             // ggml lists dimensions innermost first: a (rows, cols) matrix is [cols, rows].
@@ -48,20 +50,17 @@ public enum GGUFModel {
             }
             return try weightMatrix(t, rows: rows, cols: cols, in: gguf)
         }
-        let embedding = try matrix("token_embd.weight", .tokenEmbedding)
+        let embedding = try matrix(.tokenEmbedding)
         var layers: [LayerWeights] = []
         for l in 0..<config.layerCount {
-            let p = "blk.\(l)."
             layers.append(LayerWeights(
-                attentionNorm: try vector(p + "attn_norm.weight", .attentionNorm),
-                wq: try matrix(p + "attn_q.weight", .wq), wk: try matrix(p + "attn_k.weight", .wk),
-                wv: try matrix(p + "attn_v.weight", .wv), wo: try matrix(p + "attn_output.weight", .wo),
-                ffnNorm: try vector(p + "ffn_norm.weight", .ffnNorm),
-                w1: try matrix(p + "ffn_gate.weight", .w1), w2: try matrix(p + "ffn_down.weight", .w2),
-                w3: try matrix(p + "ffn_up.weight", .w3)))
+                attentionNorm: try vector(.attentionNorm, layer: l),
+                wq: try matrix(.wq, layer: l), wk: try matrix(.wk, layer: l), wv: try matrix(.wv, layer: l),
+                wo: try matrix(.wo, layer: l), ffnNorm: try vector(.ffnNorm, layer: l),
+                w1: try matrix(.w1, layer: l), w2: try matrix(.w2, layer: l), w3: try matrix(.w3, layer: l)))
         }
-        let finalNorm = try vector("output_norm.weight", .finalNorm)
-        let classifier = config.sharedClassifier ? embedding : try matrix("output.weight", .classifier)
+        let finalNorm = try vector(.finalNorm)
+        let classifier = config.sharedClassifier ? embedding : try matrix(.classifier)
         if let extra = gguf.tensors.first(where: { !used.contains($0.name) }) {
             let hint = extra.name.hasSuffix(".bias") ? " (a bias)" : ""
             throw gguf.error("tensor '\(extra.name)'\(hint) is not part of a \(architecture) model as Quill runs it; "

@@ -24,7 +24,8 @@ public final class Tokenizer: @unchecked Sendable {
     public let eosID: Int
     /// The bytes each id prints as: byte pieces are their byte, `▁` a space, control pieces nothing.
     let pieceBytes: [[UInt8]]
-    private let handle: OpaquePointer
+    /// The shim's processor (internal: GGUF export enumerates its pieces).
+    let handle: OpaquePointer
 
     /// Loads a `.model` file. Quill reads the file itself and refuses anything but a regular
     /// file (a FIFO would block, a device would never end) and files over `maxModelBytes`.
