@@ -139,3 +139,18 @@ def test_what_quill_cannot_honour_is_refused(tmp_path, variant, fragment):
     lines = run.stderr.decode().splitlines()
     assert run.returncode == 1 and len(lines) == 1 and lines[0].startswith("quill: error: "), lines
     assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("index", [0, 3, 4], ids=[ACCEPTED[i][0] for i in (0, 3, 4)])
+def test_quantize_carries_the_rope_settings(tmp_path, index):
+    # `quill quantize` writes GGUF from any model it reads: a scaled RoPE must reach the output,
+    # so that the copy in F32 gives the same logits to the bit and the same settings in `info`.
+    source, copy = tmp_path / "scaled.gguf", tmp_path / "copy.gguf"
+    write_variant(source, **ACCEPTED[index][1])
+    quill("quantize", "-z", str(TOKENIZER), str(source), str(copy), "F32")
+    original = json.loads(quill("logits", "-m", str(source), "--ids", IDS).stdout)["logits"]
+    assert json.loads(quill("logits", "-m", str(copy), "--ids", IDS).stdout)["logits"] == original
+    keys = ("rope_theta", "rope_scaling", "rope_scaling_factor", "rope_frequency_factors", "rope_pairing")
+    before = json.loads(quill("info", "-m", str(source), "--json").stdout)
+    after = json.loads(quill("info", "-m", str(copy), "--json").stdout)
+    assert [after[k] for k in keys] == [before[k] for k in keys]

@@ -214,19 +214,35 @@ public enum GGUFModelWriter {
             ("\(a).rope.dimension_count", .uint32(UInt32(c.headSize))),
             ("\(a).vocab_size", .uint32(UInt32(c.vocabSize))),
         ]
-        return entries.map { GGUFMetadataEntry(key: $0.0, value: $0.1) }
+        // Scaled RoPE as llama.cpp's converter writes it; the per-pair factors are the
+        // `rope_freqs.weight` tensor (see `declarations`).
+        var scaling: [(String, GGUFValue)] = []
+        switch c.ropeScaling {
+        case .none: break
+        case .linear(let factor):
+            scaling = [("\(a).rope.scaling.type", .string("linear")), ("\(a).rope.scaling.factor", .float32(Float(factor)))]
+        }
+        return (entries + scaling).map { GGUFMetadataEntry(key: $0.0, value: $0.1) }
     }
 
     /// The tensor declarations of a model with `config`, in file order, each matrix of the type
     /// `types` gives it (norms are F32).
     public static func declarations(config: ModelConfig, types: (TensorName, Int) -> GGMLType) -> [GGUFTensorDeclaration] {
-        TensorName.ggufOrder(config).map { name, layer in
+        var declarations = TensorName.ggufOrder(config).map { name, layer in
             let (rows, cols) = config.shape(of: name)
             let type = name.isNorm ? GGMLType.f32 : types(name, layer)
             return GGUFTensorDeclaration(name: name.ggufName(layer: layer)!, dimensions: name.isNorm ? [cols] : [cols, rows],
                                          type: GGUFTensorType(id: UInt32(type.rawValue)))
         }
+        if let factors = config.ropeFrequencyFactors {
+            declarations.append(GGUFTensorDeclaration(name: ropeFactorsName, dimensions: [factors.count],
+                                                      type: GGUFTensorType(id: UInt32(GGMLType.f32.rawValue))))
+        }
+        return declarations
     }
+
+    /// llama.cpp's tensor of per-pair RoPE frequency divisors (Llama 3.x), F32 [headSize / 2].
+    public static let ropeFactorsName = "rope_freqs.weight"
 
     /// Writes the model to `handle` (at its start): `metadata` (from `metadata(config:…)` plus
     /// a tokenizer's keys), then each tensor's data, which `data` hands to its `emit` argument in
@@ -243,6 +259,10 @@ public enum GGUFModelWriter {
             guard writer.nextTensor?.name != declaration.name else {
                 throw CheckpointError(path: path, problem: "tensor \(quoted(declaration.name)) was not written in full")
             }
+        }
+        if let factors = config.ropeFrequencyFactors {
+            // Little-endian float32 values, as every GGUF tensor.
+            try writer.write(factors.flatMap { value in withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init) })
         }
         try writer.finish()
     }
