@@ -71,31 +71,63 @@ extension Kernels {
         }
     }
 
-    /// The shape of multi-head attention with grouped-query heads.
+    /// The shape of multi-head attention with grouped-query heads, and how scores are formed:
+    /// score = scale · q · k, then cap · tanh(score / cap) when `softcap` is set (Gemma 2).
     public struct AttentionShape: Sendable {
         public let heads: Int
         public let kvHeads: Int
         public let headSize: Int
+        public let scale: Float
+        public let softcap: Float?
         public var dim: Int { heads * headSize }
         public var kvDim: Int { kvHeads * headSize }
-        public init(heads: Int, kvHeads: Int, headSize: Int) {
+        /// `scale` defaults to 1 / √headSize.
+        public init(heads: Int, kvHeads: Int, headSize: Int, scale: Float? = nil, softcap: Float? = nil) {
             self.heads = heads
             self.kvHeads = kvHeads
             self.headSize = headSize
+            self.scale = scale ?? 1 / Float(headSize).squareRoot()
+            self.softcap = softcap
+        }
+    }
+
+    /// The first position a query at `position` sees: `window` positions end at it (itself and
+    /// the window − 1 before it), or the whole prefix when `window` is nil.
+    @inline(__always)
+    public static func firstVisible(position: Int, window: Int?) -> Int {
+        guard let window else { return 0 }
+        return max(0, position + 1 - window)
+    }
+
+    /// `quill_attend` with soft-capped scores: the same three steps with cap · tanh(s / cap)
+    /// between the scores and the softmax.
+    static func attendCapped(
+        _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>, stride: Int, length: Int,
+        headSize: Int, scale: Float, cap: Float, scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
+    ) {
+        for t in 0..<length { scores[t] = scale * dot(q, k + t * stride, headSize) }
+        softcap(scores, length, cap)
+        softmax(scores, length)
+        output.update(repeating: 0, count: headSize)
+        for t in 0..<length {
+            let p = scores[t], vt = v + t * stride
+            for i in 0..<headSize { output[i] += p * vt[i] }
         }
     }
 
     /// Causal attention for `n` query rows. Row r reads the cache `keys[cacheOf[r]]` /
     /// `values[cacheOf[r]]` (each laid out (layer, contextLength, kvDim), this layer starting at
-    /// `layerOffset`) over positions 0...positions[r]. Query head h reads KV head
+    /// `layerOffset`) over positions 0...positions[r], or the last `window` of them. Query head h reads KV head
     /// h / (heads / kvHeads). Output row r, head h goes to output[r·dim + h·headSize ...].
     /// (row, head) pairs run in parallel on `pool` when there is enough work; `scores` is scratch
     /// of at least `workers × contextLength` floats.
     public static func attention(
         query: FloatBuffer, rows n: Int, shape: AttentionShape,
         keys: [FloatBuffer], values: [FloatBuffer], cacheOf: [Int], positions: [Int],
-        layerOffset: Int, contextLength: Int, scores: FloatBuffer, output: FloatBuffer, pool: WorkerPool? = nil
+        layerOffset: Int, contextLength: Int, scores: FloatBuffer, output: FloatBuffer, pool: WorkerPool? = nil,
+        window: Int? = nil
     ) {
+        precondition(window.map { $0 >= 1 } ?? true, "attention window")
         let dim = shape.dim, kvDim = shape.kvDim, headSize = shape.headSize
         precondition(n * dim <= query.count && n * dim <= output.count, "attention buffer sizes")
         precondition(cacheOf.count >= n && positions.count >= n, "attention row tables")
@@ -110,18 +142,24 @@ extension Kernels {
         let parallel = pool != nil && work >= 1 << 13 && n * shape.heads > 1
         precondition(scores.count >= (parallel ? pool!.workers : 1) * contextLength, "attention scratch size")
         let groupSize = shape.heads / shape.kvHeads
-        let scale = 1 / Float(headSize).squareRoot()
+        let scale = shape.scale
 
-        // One (row, head) pair: scores against every cached key, softmax, weighted sum of values.
+        // One (row, head) pair: scores against every visible cached key, softmax, weighted sum of values.
         func attend(item: Int, scratch: UnsafeMutablePointer<Float>) {
             let r = item / shape.heads, h = item % shape.heads
-            let length = positions[r] + 1
+            let first = firstVisible(position: positions[r], window: window)
+            let length = positions[r] + 1 - first
             let q = UnsafePointer(query.pointer + r * dim + h * headSize)
-            let kvOffset = layerOffset + (h / groupSize) * headSize
+            let kvOffset = layerOffset + first * kvDim + (h / groupSize) * headSize
             let k = UnsafePointer(keys[cacheOf[r]].pointer + kvOffset)
             let v = UnsafePointer(values[cacheOf[r]].pointer + kvOffset)
-            quill_attend(q, k, v, Int32(kvDim), Int32(length), Int32(headSize), scale, scratch,
-                         output.pointer + r * dim + h * headSize)
+            let out = output.pointer + r * dim + h * headSize
+            if let cap = shape.softcap {
+                attendCapped(q, k, v, stride: kvDim, length: length, headSize: headSize, scale: scale, cap: cap,
+                             scores: scratch, output: out)
+            } else {
+                quill_attend(q, k, v, Int32(kvDim), Int32(length), Int32(headSize), scale, scratch, out)
+            }
         }
 
         let items = n * shape.heads
@@ -150,8 +188,9 @@ extension Kernels {
     public static func blockAttention(
         query: FloatBuffer, rows n: Int, start: Int, shape: AttentionShape,
         keys: FloatBuffer, values: FloatBuffer, layerOffset: Int, contextLength: Int,
-        scores: FloatBuffer, output: FloatBuffer, pool: WorkerPool? = nil
+        scores: FloatBuffer, output: FloatBuffer, pool: WorkerPool? = nil, window: Int? = nil
     ) {
+        precondition(window.map { $0 >= 1 } ?? true, "attention window")
         let dim = shape.dim, kvDim = shape.kvDim, headSize = shape.headSize
         let length = start + n
         precondition(n >= 1 && start >= 0 && length <= contextLength, "block attention positions")
@@ -161,7 +200,7 @@ extension Kernels {
         precondition(layerOffset + contextLength * kvDim <= keys.count && layerOffset + contextLength * kvDim <= values.count,
                      "block attention cache size")
         let groupSize = shape.heads / shape.kvHeads
-        let scale = 1 / Float(headSize).squareRoot()
+        let scale = shape.scale, cap = shape.softcap
         // Causal: rows are taken in slices, and a slice multiplies only the keys its last row
         // can see, which for a prompt from position 0 skips nearly half of both products.
         let slice = blockAttentionSlice
@@ -177,8 +216,11 @@ extension Kernels {
                             0, s, Int32(seen))
                 for r in 0..<rows {
                     let row = s + r * seen
-                    let visible = start + first + r + 1  // causal: this row sees positions 0 ..< visible
-                    softmax(row, visible)
+                    let visible = start + first + r + 1  // causal: this row sees positions begin ..< visible
+                    let begin = firstVisible(position: visible - 1, window: window)
+                    if let cap { softcap(row + begin, visible - begin, cap) }
+                    softmax(row + begin, visible - begin)
+                    if begin > 0 { row.update(repeating: 0, count: begin) }
                     if visible < seen { (row + visible).update(repeating: 0, count: seen - visible) }
                 }
                 // O_h (rows, hs) = P (rows, seen) · V_h (seen, hs); output rows stride dim.
