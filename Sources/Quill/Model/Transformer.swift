@@ -91,6 +91,8 @@ public final class Transformer {
         cacheOf = Array(repeating: 0, count: maxRows)
         keyCaches.reserveCapacity(maxRows)
         valueCaches.reserveCapacity(maxRows)
+        layerSlots = KVCache.slots(config: c, capacity: capacity, blockRows: maxRows)
+        layerOffsets = layerSlots.indices.map { l in layerSlots[..<l].reduce(0, +) * c.kvDim }
     }
 
     /// A forward pass over a llama2.c checkpoint's weights.
@@ -101,7 +103,14 @@ public final class Transformer {
     }
 
     /// A new, empty KV cache for one sequence, holding `cacheCapacity` positions.
-    public func makeCache() throws(AllocationError) -> KVCache { try KVCache(config: config, capacity: cacheCapacity) }
+    public func makeCache() throws(AllocationError) -> KVCache {
+        try KVCache(config: config, capacity: cacheCapacity, blockRows: maxRows)
+    }
+
+    /// Slots of each layer in the caches this transformer makes (rings for windowed layers).
+    private var layerSlots: [Int] = []
+    /// Element offset of each layer in those caches.
+    private var layerOffsets: [Int] = []
 
     /// Feeds one token at `position` and returns the logits buffer; the next-token logits are
     /// its first `vocabSize` elements.
@@ -180,6 +189,7 @@ public final class Transformer {
             tokens[r] = batchTokens[r]
             positions[r] = batchPositions[r]
             cacheOf[r] = r
+            precondition(caches[r].layerSlots == layerSlots, "a KV cache made by another transformer")
             keyCaches.append(caches[r].keys)
             valueCaches.append(caches[r].values)
         }
@@ -189,6 +199,7 @@ public final class Transformer {
     }
 
     private func setCaches(single cache: KVCache) {
+        precondition(cache.layerSlots == layerSlots, "a KV cache made by another transformer")
         keyCaches.removeAll(keepingCapacity: true)
         valueCaches.removeAll(keepingCapacity: true)
         keyCaches.append(cache.keys)
@@ -225,9 +236,10 @@ public final class Transformer {
                 Kernels.rope(q, rows: n, width: c.qDim, positions: positions, table: rope)
                 Kernels.rope(k, rows: n, width: kvDim, positions: positions, table: rope)
             }
-            let layerOffset = l * cacheCapacity * kvDim
+            // Position p goes to slot p mod slots: itself in a full layer, a ring in a windowed one.
+            let layerOffset = layerOffsets[l], slots = layerSlots[l]
             for r in 0..<n {
-                let slot = layerOffset + positions[r] * kvDim
+                let slot = layerOffset + (positions[r] % slots) * kvDim
                 k.copy(offset: r * kvDim, length: kvDim, to: keyCaches[cacheOf[r]], at: slot)
                 v.copy(offset: r * kvDim, length: kvDim, to: valueCaches[cacheOf[r]], at: slot)
             }
@@ -236,12 +248,13 @@ public final class Transformer {
                 Kernels.blockAttention(
                     query: q, rows: n, start: blockStart, shape: attentionShape, keys: keyCaches[0],
                     values: valueCaches[0], layerOffset: layerOffset, contextLength: cacheCapacity,
-                    scores: scores, output: attention, pool: pool, window: window)
+                    scores: scores, output: attention, pool: pool, window: window, slots: slots)
             } else {
                 Kernels.attention(
                     query: q, rows: n, shape: attentionShape, keys: keyCaches, values: valueCaches,
                     cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
-                    contextLength: cacheCapacity, scores: scores, output: attention, pool: pool, window: window)
+                    contextLength: cacheCapacity, scores: scores, output: attention, pool: pool, window: window,
+                    slots: slots)
             }
             Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: matmulScratch, pool: pool,
                            independentRows: independent)  // (n, qDim) → (n, dim)
