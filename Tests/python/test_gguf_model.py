@@ -155,3 +155,11 @@ def test_quantized_gguf_logits_match_a_numpy_forward_of_the_same_bytes(tmp_path,
     original = np.array(json.loads(quill("logits", "-m", str(MODEL), "--ids", IDS).stdout)["logits"])
     if storage not in ("F16", "BF16"):
         assert np.abs(original - expected).max() > 1e-3, "the quantized model differs from float32"
+
+
+def test_info_says_a_bpe_vocabulary_runs_on_token_ids(tmp_path):
+    """Qwen2's and GPT-2's byte-level BPE vocabularies are not read; info says how the model runs."""
+    path = tmp_path / "bpe.gguf"
+    write_variant(path, extra_kv=[("tokenizer.ggml.model", "string", "gpt2")])
+    info = json.loads(quill("info", "-m", str(path), "--json").stdout)
+    assert "(gpt2) is not one Quill reads" in info["tokenizer"] and "--ids" in info["tokenizer"], info["tokenizer"]

@@ -127,3 +127,34 @@ def test_what_export_cannot_represent_is_refused_in_one_line(tmp_path, variant):
     assert run.returncode == 1 and len(lines) == 1, (variant, run.returncode, run.stderr)
     assert needle in lines[0], (variant, lines[0])
     assert not out.exists()
+
+
+# What `quill info --json` names for each converted architecture (the choices llama.cpp's
+# architecture fixes and the file sets).
+INFO = {
+    "llama": dict(norm="RMSNorm", norm_placement="before each sublayer", feed_forward="SwiGLU", positions="RoPE",
+                  biases=[], fused_matrices=[], attention_softcap=None, final_logit_softcap=None, embedding_scale=None,
+                  attention_windows="full attention in every layer", rope_pairing="adjacent"),
+    "mistral-window": dict(attention_windows=[8, 8, 8]),
+    "qwen2": dict(biases=["q", "k", "v"], rope_pairing="halves"),
+    "phi3": dict(fused_matrices=["QKV", "gate/up"], rope_pairing="halves"),
+    "gemma": dict(feed_forward="GeGLU (tanh GELU)", embedding_scale=8.0, head_size=32),
+    "gemma2": dict(norm_placement="before and after each sublayer", attention_softcap=50.0, final_logit_softcap=30.0,
+                   attention_windows=[8, None, 8], attention_scale=32 ** -0.5),
+    "gpt2": dict(norm="LayerNorm (with bias)", feed_forward="GELU (tanh)", positions="learned absolute",
+                 biases=["q", "k", "v", "o", "up", "down"], fused_matrices=["QKV"], attention_scale=0.25),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INFO))
+def test_info_names_every_choice(converted, name):
+    run = subprocess.run([QUILL, "info", "-m", str(converted(name)), "--json"], capture_output=True, timeout=60)
+    assert run.returncode == 0, run.stderr.decode()
+    info = json.loads(run.stdout)
+    for key, value in INFO[name].items():
+        # Floats are printed as the shortest decimal of the float32.
+        same = np.float32(info[key]) == np.float32(value) if isinstance(value, float) else info[key] == value
+        assert same, (name, key, info[key])
+    text = subprocess.run([QUILL, "info", "-m", str(converted(name))], capture_output=True, timeout=60).stdout.decode()
+    for key in INFO["llama"]:
+        assert sum(line.startswith(key + " ") for line in text.splitlines()) == 1, (name, key)
