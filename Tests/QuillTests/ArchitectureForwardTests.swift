@@ -207,6 +207,30 @@ final class ArchitectureForwardTests: XCTestCase {
         try check(a)
     }
 
+    /// A NaN in a vector only other architectures have is found like one in a norm.
+    func testNonFiniteExtrasAreFound() throws {
+        var a = Architecture()
+        a.norm = .layer
+        a.biases = [.key]
+        let config = ModelConfig(dim: 24, hiddenDim: 40, layerCount: 2, headCount: 4, kvHeadCount: 2, vocabSize: 50,
+                                 contextLength: 32, sharedClassifier: false, normEpsilon: 1e-5, ropeTheta: 10000,
+                                 architecture: a)
+        let w = try randomWeights(config, seed: 3)
+        XCTAssertNil(w.firstNonFiniteWeight())
+        var layers = w.layers
+        var e = layers[1].extras
+        let bias = FloatBuffer(e.keyBias!.array)
+        bias[5] = .nan
+        e.keyBias = FloatView(bias)
+        let old = layers[1]
+        layers[1] = LayerWeights(attentionNorm: old.attentionNorm, wq: old.wq, wk: old.wk, wv: old.wv, wo: old.wo,
+                                 ffnNorm: old.ffnNorm, w1: old.w1, w2: old.w2, w3: old.w3, extras: e)
+        let broken = try ModelWeights(config: config, tokenEmbedding: w.tokenEmbedding, layers: layers, finalNorm: w.finalNorm,
+                                      classifier: w.classifier, finalNormBias: w.finalNormBias, source: "random")
+        XCTAssertEqual(broken.firstNonFiniteWeight(includingLargeFloatTensors: false),
+                       "tensor k bias of layer 1 has a non-finite value (nan) at index 5")
+    }
+
     /// A windowed layer keeps window + block − 1 positions, a full layer the whole capacity.
     func testWindowedLayersKeepARingOfTheWindow() throws {
         var a = Architecture()
