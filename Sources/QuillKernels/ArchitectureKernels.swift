@@ -68,6 +68,21 @@ extension Kernels {
         for i in 0..<count { gate.pointer[i] = geluTanh(gate.pointer[i]) * up.pointer[i] }
     }
 
+    /// Adds the original Transformer's sinusoidal position code to each of `n` rows of `dim`
+    /// values, row r at position `positions[r]`: element 2i gets sin(p · 10000^(−2i/dim)) and
+    /// element 2i + 1 the cosine of the same angle, computed in double precision.
+    public static func addSinusoidalPositions(_ buffer: FloatBuffer, rows n: Int, dim: Int, positions: [Int]) {
+        precondition(dim % 2 == 0 && n * dim <= buffer.count && positions.count >= n, "sinusoidal positions sizes")
+        for r in 0..<n {
+            let row = buffer.pointer + r * dim
+            for i in 0..<dim / 2 {
+                let angle = Double(positions[r]) * pow(10000, -Double(2 * i) / Double(dim))
+                row[2 * i] += Float(sin(angle))
+                row[2 * i + 1] += Float(cos(angle))
+            }
+        }
+    }
+
     /// ReLU in place over `count` elements.
     public static func relu(_ buffer: FloatBuffer, count: Int) {
         precondition(count <= buffer.count, "relu sizes")

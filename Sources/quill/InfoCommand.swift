@@ -112,7 +112,7 @@ private func architectureFields(_ c: ModelConfig, json: Bool) -> [(String, JSON)
     if a.fusedGateUp { fused.append("gate/up") }
     return [
         ("norm", .string(a.norm.rawValue + (a.norm == .layer ? " (with bias)" : ""))),
-        ("norm_placement", .string(a.postNorms ? "before and after each sublayer" : "before each sublayer")),
+        ("norm_placement", .string(a.normPlacement.rawValue)),
         ("feed_forward", .string(a.feedForward.rawValue)),
         ("positions", .string(a.positions.rawValue)),
         ("biases", json ? .array(biases.map { .string($0) }) : .string(biases.isEmpty ? "none" : biases.joined(separator: ", "))),

@@ -97,12 +97,19 @@ final class ArchitectureForwardTests: XCTestCase {
         let positionTable = w.positionEmbedding.map(values)
         var x = tokens.enumerated().map { t, token -> [Double] in
             let row = w.tokenEmbedding.rowValues(token).map { Double($0) * Double(a.embeddingScale ?? 1) }
+            if a.positions == .sinusoidal {
+                return row.indices.map { i in
+                    let angle = Double(t) * pow(10000, -Double(i - i % 2) / Double(d))
+                    return row[i] + (i % 2 == 0 ? sin(angle) : cos(angle))
+                }
+            }
             guard let positionTable else { return row }
             return row.indices.map { row[$0] + positionTable[t * d + $0] }
         }
+        let post = a.normPlacement == .post
         for (l, layer) in w.layers.enumerated() {
             let e = layer.extras
-            let h = x.map { norm($0, layer.attentionNorm, e.attentionNormBias) }
+            let h = post ? x : x.map { norm($0, layer.attentionNorm, e.attentionNormBias) }
             let q = h.enumerated().map { rope(matvec(layer.wq, $1, e.queryBias), $0) }
             let k = h.enumerated().map { rope(matvec(layer.wk, $1, e.keyBias), $0) }
             let v = h.map { matvec(layer.wv, $0, e.valueBias) }
@@ -125,7 +132,8 @@ final class ArchitectureForwardTests: XCTestCase {
                 var out = matvec(layer.wo, attended, e.outputBias)
                 if let post = e.postAttentionNorm { out = norm(out, post, nil) }
                 for i in 0..<d { x[t][i] += out[i] }
-                let f = norm(x[t], layer.ffnNorm, e.ffnNormBias)
+                if post { x[t] = norm(x[t], layer.attentionNorm, e.attentionNormBias) }
+                let f = post ? x[t] : norm(x[t], layer.ffnNorm, e.ffnNormBias)
                 let up = matvec(layer.w3, f, e.upBias)
                 let hidden: [Double]
                 switch a.feedForward {
@@ -137,6 +145,7 @@ final class ArchitectureForwardTests: XCTestCase {
                 var down = matvec(layer.w2, hidden, e.downBias)
                 if let post = e.postFFNNorm { down = norm(down, post, nil) }
                 for i in 0..<d { x[t][i] += down[i] }
+                if post { x[t] = norm(x[t], layer.ffnNorm, e.ffnNormBias) }
             }
         }
         return x.map { row in
@@ -177,7 +186,7 @@ final class ArchitectureForwardTests: XCTestCase {
     func testGemma2LikeChoicesMatchTheReference() throws {
         var a = Architecture()
         a.feedForward = .geglu
-        a.postNorms = true
+        a.normPlacement = .preAndPost
         a.attentionScale = 0.2
         a.attentionSoftcap = 3
         a.finalSoftcap = 5
@@ -196,6 +205,20 @@ final class ArchitectureForwardTests: XCTestCase {
         a.biases = Set(Architecture.Bias.allCases)
         a.windows = [4, 4, 4]
         try check(a)
+    }
+
+    /// The original Transformer's choices: norms after each residual sum, sinusoidal positions,
+    /// ReLU (with RMSNorm and LayerNorm).
+    func testPostNormSinusoidalReLUMatchesTheReference() throws {
+        for norm in [Architecture.Norm.rms, .layer] {
+            var a = Architecture()
+            a.norm = norm
+            a.normPlacement = .post
+            a.positions = .sinusoidal
+            a.feedForward = .relu
+            a.windows = [nil, 6, nil]
+            try check(a)
+        }
     }
 
     /// GELU without a gate and no positions at all (the causal mask alone orders the tokens).

@@ -46,7 +46,7 @@ extension GGUFModel {
             arch.feedForward = .geglu
             arch.embeddingScale = Float(dim).squareRoot()
             if a == "gemma2" {
-                arch.postNorms = true
+                arch.normPlacement = .preAndPost
                 arch.attentionSoftcap = try softcap("\(a).attn_logit_softcapping")
                 arch.finalSoftcap = try softcap("\(a).final_logit_softcapping")
                 // llama.cpp's default window when the key is absent, on even layers (layer 0 slides).

@@ -27,12 +27,26 @@ public struct Architecture: Equatable, Sendable {
         public var isGated: Bool { self == .swiglu || self == .geglu }
     }
 
+    /// Where the norms sit around each sublayer (attention, feed-forward).
+    public enum NormPlacement: String, Sendable {
+        /// x += f(norm(x)): Llama, GPT-2.
+        case pre = "before each sublayer"
+        /// x += norm₂(f(norm₁(x))): Gemma 2's `post_attention_norm` and `post_ffw_norm`.
+        case preAndPost = "before and after each sublayer"
+        /// x = norm(x + f(x)): the original Transformer's post-LN. The final norm still runs
+        /// before the classifier.
+        case post = "after each residual sum"
+    }
+
     /// How a token learns where it is.
     public enum Positions: String, Sendable {
         /// Rotary embeddings on queries and keys (pairing and frequencies in `ModelConfig`).
         case rope = "RoPE"
         /// A learned vector per position added to the embedding (`position_embd.weight`).
         case learned = "learned absolute"
+        /// sin/cos of position · 10000^(−2i/dim) added to the embedding (the original
+        /// Transformer's: sin in element 2i, cos in 2i + 1).
+        case sinusoidal = "sinusoidal"
         /// None: attention alone (only the causal mask orders the tokens).
         case none = "none"
     }
@@ -44,9 +58,9 @@ public struct Architecture: Equatable, Sendable {
 
     /// The norm kind of every norm of the model (attention, feed-forward, final, post-norms).
     public var norm: Norm = .rms
-    /// Whether each sublayer's output is normed again before it joins the residual (Gemma 2's
-    /// `post_attention_norm` and `post_ffw_norm`), besides the norm before it.
-    public var postNorms = false
+    public var normPlacement: NormPlacement = .pre
+    /// Whether each layer has a second pair of norm gains (`.preAndPost`).
+    public var postNorms: Bool { normPlacement == .preAndPost }
     public var feedForward: FeedForward = .swiglu
     public var positions: Positions = .rope
     /// The projections that add a bias vector.

@@ -100,8 +100,7 @@ public struct ModelConfig: Equatable, Sendable {
         }
         // What the architecture adds to Llama's tensors: biases, post-norms, positions.
         let a = architecture
-        let normCount = 2 * layerCount + 1 + (a.postNorms ? 2 * layerCount : 0)
-        if a.norm == .layer { count += normCount * dim }
+        if a.norm == .layer { count += (2 * layerCount + 1) * dim }  // the biases beside the gains
         if a.postNorms { count += 2 * layerCount * dim }
         for bias in a.biases { count += layerCount * biasWidth(bias) }
         if a.positions == .learned { count += contextLength * dim }

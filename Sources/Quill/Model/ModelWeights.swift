@@ -138,6 +138,12 @@ public struct ModelWeights: Sendable {
                 throw CheckpointError(path: source, problem: "\(what) has \(view.count) values, expected \(count)")
             }
         }
+        if a.positions == .sinusoidal && config.dim % 2 != 0 {
+            throw CheckpointError(path: source, problem: "sinusoidal positions need an even dim, got \(config.dim)")
+        }
+        if a.norm == .layer && a.postNorms {
+            throw CheckpointError(path: source, problem: "post-norms with LayerNorm would need bias vectors Quill does not hold")
+        }
         try checkVector(finalNormBias, "the final norm's bias", needed: a.norm == .layer, count: config.dim)
         if (positionEmbedding != nil) != (a.positions == .learned) {
             throw CheckpointError(path: source, problem: "learned position embeddings are \(positionEmbedding == nil ? "missing" : "present but unused")")

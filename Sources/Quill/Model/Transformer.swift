@@ -224,11 +224,11 @@ public final class Transformer {
         embedExtras(rows: n)
         for (l, layer) in weights.layers.enumerated() {
             let e = layer.extras
-            // Attention block: xb = norm(x); q, k, v = W xb (+ b); rotate; cache; attend; x += wo · att.
-            norm(x, weight: layer.attentionNorm, bias: e.attentionNormBias, rows: n, output: xb)
-            // q (n, qDim), k (n, kvDim), v (n, kvDim) = xb (n, dim) · (wq, wk, wv)ᵀ in one parallel region.
+            // Attention block: h = norm(x); q, k, v = W h (+ b); rotate; cache; attend; x += wo · att.
+            let h = sublayerInput(layer.attentionNorm, e.attentionNormBias, rows: n)
+            // q (n, qDim), k (n, kvDim), v (n, kvDim) = h (n, dim) · (wq, wk, wv)ᵀ in one parallel region.
             Kernels.fusedMatmul(.init(.init(layer.wq, q), .init(layer.wk, k), .init(layer.wv, v)),
-                                input: xb, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
+                                input: h, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
             addBias(e.queryBias, to: q, rows: n)
             addBias(e.keyBias, to: k, rows: n)
             addBias(e.valueBias, to: v, rows: n)
@@ -261,16 +261,17 @@ public final class Transformer {
             addBias(e.outputBias, to: xb, rows: n)
             if let post = e.postAttentionNorm { norm(xb, weight: post, bias: nil, rows: n, output: xb) }
             Kernels.add(xb, into: x, count: n * dim)
+            normAfterSum(layer.attentionNorm, e.attentionNormBias, rows: n)
 
             // Feed-forward block: x += w2 · f(h) (+ b), h = norm(x); f gated (w1, w3) or not (w3 alone).
-            norm(x, weight: layer.ffnNorm, bias: e.ffnNormBias, rows: n, output: xb)
+            let f = sublayerInput(layer.ffnNorm, e.ffnNormBias, rows: n)
             if a.feedForward.isGated {
-                // gate hb (n, hidden), up hb2 (n, hidden) = xb · (w1, w3)ᵀ in one parallel region.
+                // gate hb (n, hidden), up hb2 (n, hidden) = f · (w1, w3)ᵀ in one parallel region.
                 Kernels.fusedMatmul(.init(.init(layer.w1, hb), .init(layer.w3, hb2)),
-                                    input: xb, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
+                                    input: f, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
             } else {
-                // up hb (n, hidden) = xb · w3ᵀ
-                Kernels.matmul(layer.w3, input: xb, rows: n, output: hb, scratch: matmulScratch, pool: pool,
+                // up hb (n, hidden) = f · w3ᵀ
+                Kernels.matmul(layer.w3, input: f, rows: n, output: hb, scratch: matmulScratch, pool: pool,
                                independentRows: independent)
                 addBias(e.upBias, to: hb, rows: n)
             }
@@ -280,7 +281,22 @@ public final class Transformer {
             addBias(e.downBias, to: xb, rows: n)
             if let post = e.postFFNNorm { norm(xb, weight: post, bias: nil, rows: n, output: xb) }
             Kernels.add(xb, into: x, count: n * dim)
+            normAfterSum(layer.ffnNorm, e.ffnNormBias, rows: n)
         }
+    }
+
+    /// A sublayer's input, rows 0..<n: norm(x) in `xb` when the norms come first, else x itself.
+    @inline(__always)
+    private func sublayerInput(_ weight: FloatView, _ bias: FloatView?, rows n: Int) -> FloatBuffer {
+        if config.architecture.normPlacement == .post { return x }
+        norm(x, weight: weight, bias: bias, rows: n, output: xb)
+        return xb
+    }
+
+    /// With post-norms only (the original Transformer), x = norm(x) after each residual sum.
+    @inline(__always)
+    private func normAfterSum(_ weight: FloatView, _ bias: FloatView?, rows n: Int) {
+        if config.architecture.normPlacement == .post { norm(x, weight: weight, bias: bias, rows: n, output: x) }
     }
 
     /// The embedding's scale (Gemma: ×√dim) and learned absolute positions (GPT-2), for rows
@@ -293,6 +309,9 @@ public final class Transformer {
                 Kernels.copyRow(of: table, row: positions[r], into: xb, at: r * dim)
             }
             Kernels.add(xb, into: x, count: n * dim)
+        }
+        if a.positions == .sinusoidal {
+            Kernels.addSinusoidalPositions(x, rows: n, dim: dim, positions: positions)
         }
     }
 
