@@ -1,7 +1,8 @@
 import QuillKernels
 
 /// The forward pass over a model's weights, following its `Architecture` (Llama's when nothing
-/// else is said): each choice is one named step below (`norm`, `addBias`, `feedForward`, ...). It processes a block of rows at once —
+/// else is said): each choice is one named step below (`sublayerInput`, `norm`, `addBias`,
+/// `activate`, `embedExtras`, ...). It processes a block of rows at once —
 /// each row a (token, position, KV cache) — so one code path serves token-by-token decoding,
 /// blocked prompt prefill (every projection one sgemm) and several sequences decoded together.
 /// All buffers are allocated at init; a forward pass allocates nothing.
