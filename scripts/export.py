@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convert a Hugging Face Llama-family model into a GGUF file (or a llama2.c checkpoint) for Quill.
+"""Convert a Hugging Face decoder-only model into a GGUF file (or a llama2.c checkpoint) for Quill.
 
 Usage: python3 scripts/export.py HF_DIR OUT.gguf [--type f32|f16]
        python3 scripts/export.py HF_DIR OUT.bin --format llama2c
@@ -7,9 +7,16 @@ Usage: python3 scripts/export.py HF_DIR OUT.gguf [--type f32|f16]
 HF_DIR holds config.json, the weights as *.safetensors (one file, or shards listed in
 model.safetensors.index.json) and tokenizer.model.
 
---format gguf (the default) writes the `llama` architecture through llama.cpp's own writer (the
-PyPI `gguf` package) with llama.cpp's tensor names and metadata keys, RoPE base and norm epsilon
-included, and the SentencePiece vocabulary inside the file, so the result also runs in llama.cpp.
+--format gguf (the default) writes llama.cpp's architecture for the Hugging Face class through
+llama.cpp's own writer (the PyPI `gguf` package) with llama.cpp's tensor names and metadata keys,
+RoPE base and norm epsilon included, and the SentencePiece vocabulary inside the file, so the
+result also runs in llama.cpp: LlamaForCausalLM and MistralForCausalLM as `llama` (Mistral's
+sliding window as llama.attention.sliding_window, which llama.cpp's llama graph does not read),
+Qwen2ForCausalLM as `qwen2` (Q/K/V biases), Phi3ForCausalLM as `phi3` (fused QKV and gate/up),
+GemmaForCausalLM as `gemma` and Gemma2ForCausalLM as `gemma2` (norm gains stored as 1 + w, as
+llama.cpp's converter stores them; Gemma 2's query_pre_attn_scalar folded into attn_q, since
+llama.cpp derives the query scale from the head size), GPT2LMHeadModel as `gpt2` (Conv1D
+matrices transposed).
 RoPE scaling is written as llama.cpp's converter writes it: rope_type "linear" as
 `llama.rope.scaling.type` and `.factor`, rope_type "llama3" (Llama 3.1 and later) as the
 per-pair frequency divisors `rope_freqs.weight`.
@@ -25,8 +32,8 @@ Safetensors files are parsed here and memory-mapped, and the output is written o
 time, so a 7B model does not need twice its size in RAM.
 
 Anything the output format cannot express, or Quill's forward pass would not honour (RoPE scaling
-other than linear and llama3 (yarn, dynamic, longrope, ...), a sliding window shorter than the
-context, biases, another architecture), is refused with a one-line error naming the config key or
+other than linear and llama3 (yarn, dynamic, longrope, ...), a sliding window llama.cpp would
+drop, biases the architecture does not have, another architecture), is refused with a one-line error naming the config key or
 tensor, before any output is written.
 """
 
@@ -45,7 +52,21 @@ MAGIC = 0x616B3432  # "ak42"
 VERSION = 1
 HEADER_BYTES = 256
 
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
+# Hugging Face class -> llama.cpp architecture it is written as. The llama2.c format holds the
+# first two only.
+GGUF_ARCHITECTURES = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen2",
+    "Phi3ForCausalLM": "phi3",
+    "GemmaForCausalLM": "gemma",
+    "Gemma2ForCausalLM": "gemma2",
+    "GPT2LMHeadModel": "gpt2",
+}
+LLAMA2C_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
+# The tanh approximation of GELU, under the names transformers gives it (the feed-forward of
+# Gemma and GPT-2 as llama.cpp computes it).
+GELU_TANH = ("gelu_pytorch_tanh", "gelu_new")
 ROPE_THETA = 10000.0  # the only RoPE base llama2.c checkpoints can describe
 RMS_NORM_EPS = 1e-5  # the epsilon Quill's RMSNorm uses
 EPS_TOLERANCE = 1e-12
@@ -238,8 +259,13 @@ def read_config(hf_dir, fmt):
         cfg = json.load(f)
 
     archs = cfg.get("architectures") or []
-    if len(archs) != 1 or archs[0] not in SUPPORTED_ARCHITECTURES:
-        raise ExportError(f"architectures is {archs}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
+    supported = LLAMA2C_ARCHITECTURES if fmt == "llama2c" else tuple(GGUF_ARCHITECTURES)
+    if len(archs) != 1 or archs[0] not in supported:
+        raise ExportError(f"architectures is {archs}; supported{' by --format llama2c' if fmt == 'llama2c' else ''}: "
+                          f"{', '.join(supported)}")
+    arch = GGUF_ARCHITECTURES[archs[0]]
+    if arch == "gpt2":
+        return read_gpt2_config(cfg)
     for field in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                   "vocab_size", "max_position_embeddings"):
         if not isinstance(cfg.get(field), int) or cfg[field] <= 0:
@@ -264,28 +290,32 @@ def read_config(hf_dir, fmt):
             raise ExportError(f"rms_norm_eps is {shown}; the llama2.c format has no field for it and "
                               f"Quill uses {RMS_NORM_EPS:g} (use --format gguf, which carries it)")
 
-    # A window shorter than the context changes which positions attend to which; Quill attends
-    # over the whole context. A window at least as long as the context never takes effect.
-    window = cfg.get("sliding_window")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < context):
-        raise ExportError(f"sliding_window is {window!r}, shorter than max_position_embeddings {context}; "
-                          "Quill attends over the whole context and would be wrong past the window")
-    layer_types = cfg.get("layer_types") or []
-    if any(t != "full_attention" for t in layer_types):
-        raise ExportError(f"layer_types has {sorted(set(layer_types) - {'full_attention'})}; Quill has "
-                          "only full attention in every layer")
+    window = read_window(cfg, arch, fmt, context)
     for field in ("attention_bias", "mlp_bias"):
         if cfg.get(field):
-            raise ExportError(f"{field} is true; Quill has no bias tensors")
-    act = cfg.get("hidden_act", "silu")
-    if act != "silu":
-        raise ExportError(f"hidden_act is {act!r}; Quill's feed-forward uses SwiGLU with silu")
+            raise ExportError(f"{field} is true; Quill reads biases only where the architecture always has them "
+                              "(Qwen2's q, k, v; GPT-2's)")
+    if arch.startswith("gemma"):
+        # transformers' Gemma reads hidden_activation (default the tanh GELU), not hidden_act.
+        act = cfg.get("hidden_activation") or "gelu_pytorch_tanh"
+        if act not in GELU_TANH:
+            raise ExportError(f"hidden_activation is {act!r}; Gemma runs as GeGLU with the tanh GELU "
+                              "(gelu_pytorch_tanh)")
+    else:
+        act = cfg.get("hidden_act", "silu")
+        if act != "silu":
+            raise ExportError(f"hidden_act is {act!r}; Quill's feed-forward uses SwiGLU with silu")
 
     dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
     n_kv_heads = cfg.get("num_key_value_heads") or n_heads
     if dim % n_heads:
         raise ExportError(f"hidden_size {dim} is not a multiple of num_attention_heads {n_heads}")
     head_size = dim // n_heads
+    if arch.startswith("gemma"):
+        # Gemma's heads need not tile dim: head_dim is written as attention.key_length.
+        head_size = cfg.get("head_dim") or head_size
+        if isinstance(head_size, bool) or not isinstance(head_size, int) or head_size <= 0:
+            raise ExportError(f"head_dim is {head_size!r}; expected a positive integer")
     if head_size % 2:
         raise ExportError(f"head size hidden_size/num_attention_heads = {head_size} is odd; RoPE needs pairs")
     if cfg.get("head_dim") is not None and cfg["head_dim"] != head_size:
@@ -295,7 +325,13 @@ def read_config(hf_dir, fmt):
         raise ExportError(f"num_attention_heads {n_heads} is not a multiple of "
                           f"num_key_value_heads {n_kv_heads}")
 
-    return {
+    extra = read_gemma2_options(cfg, dim, n_heads, head_size) if arch == "gemma2" else {}
+    default_tie = arch.startswith("gemma")  # Gemma's configs tie the classifier unless told otherwise
+    return dict(extra, **{
+        "gguf_architecture": arch,
+        "head_size": head_size,
+        "sliding_window": window,
+        "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", default_tie)),
         "dim": dim,
         "hidden_dim": cfg["intermediate_size"],
         "n_layers": cfg["num_hidden_layers"],
@@ -306,8 +342,87 @@ def read_config(hf_dir, fmt):
         "rope_theta": theta,
         "rope_scaling": scaling,
         "rms_norm_eps": float(eps),
-        "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
         "architecture": archs[0],
+    })
+
+
+def read_window(cfg, arch, fmt, context):
+    """The sliding window of every windowed layer, or None when every layer sees the whole prefix.
+    A window at least as long as the context never takes effect. Mistral's window covers every
+    layer; Gemma 2's every other layer, starting with layer 0, as layer_types must then say; Qwen2
+    and Phi-3 run in llama.cpp with full attention, so a window shorter than the context is refused."""
+    window = cfg.get("sliding_window")
+    if arch == "qwen2" and not cfg.get("use_sliding_window", False):
+        window = None  # transformers' Qwen2 ignores sliding_window unless use_sliding_window is set
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window <= 0):
+        raise ExportError(f"sliding_window is {window!r}; expected a positive integer or null")
+    layer_types = cfg.get("layer_types") or []
+    if arch == "gemma2":
+        expected = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(cfg["num_hidden_layers"])]
+        if layer_types and layer_types != expected:
+            raise ExportError(f"layer_types is {layer_types}; llama.cpp's gemma2 slides on even layers only ({expected})")
+        if window is None:
+            raise ExportError("sliding_window is missing; Gemma 2 needs it")
+        return window
+    if any(t != "full_attention" for t in layer_types):
+        raise ExportError(f"layer_types has {sorted(set(layer_types) - {'full_attention'})}; Quill runs a window "
+                          "on every layer (Mistral) or on alternate layers (Gemma 2) only")
+    if window is None or window >= context:
+        return None
+    if fmt == "llama2c" or arch != "llama":
+        where = "the llama2.c format has no field for it" if fmt == "llama2c" else \
+            f"llama.cpp runs {arch} with full attention"
+        raise ExportError(f"sliding_window is {window!r}, shorter than max_position_embeddings {context}; "
+                          f"{where}, which would be wrong past the window")
+    return window
+
+
+def read_gemma2_options(cfg, dim, n_heads, head_size):
+    """Gemma 2's soft caps and the factor that folds query_pre_attn_scalar into attn_q: llama.cpp
+    writes no key for the query scale and derives it as 1/sqrt(head_dim), or 1/sqrt(dim / heads)
+    for the 27B model (46 layers), so q is multiplied by sqrt(derived / query_pre_attn_scalar)."""
+    options = {}
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        value = cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not (math.isfinite(value) and value > 0)):
+            raise ExportError(f"{key} is {value!r}; expected a positive number or null")
+        options[key] = value
+    scalar = cfg.get("query_pre_attn_scalar", head_size)
+    if isinstance(scalar, bool) or not isinstance(scalar, (int, float)) or not scalar > 0:
+        raise ExportError(f"query_pre_attn_scalar is {scalar!r}; expected a positive number")
+    derived = dim // n_heads if cfg["num_hidden_layers"] == 46 else head_size
+    options["query_factor"] = math.sqrt(derived / scalar)
+    return options
+
+
+def read_gpt2_config(cfg):
+    """GPT-2's hyperparameters under transformers' GPT2Config names."""
+    for field in ("n_embd", "n_layer", "n_head", "vocab_size", "n_positions"):
+        if isinstance(cfg.get(field), bool) or not isinstance(cfg.get(field), int) or cfg[field] <= 0:
+            raise ExportError(f"{field} must be a positive integer, got {cfg.get(field)!r}")
+    dim, n_heads = cfg["n_embd"], cfg["n_head"]
+    if dim % n_heads or (dim // n_heads) % 2:
+        raise ExportError(f"n_embd {dim} / n_head {n_heads} is not an even head size")
+    act = cfg.get("activation_function", "gelu_new")
+    if act not in GELU_TANH:
+        raise ExportError(f"activation_function is {act!r}; Quill runs GPT-2's feed-forward with the tanh GELU (gelu_new)")
+    if cfg.get("scale_attn_by_inverse_layer_idx"):
+        raise ExportError("scale_attn_by_inverse_layer_idx is true; Quill scales every layer's attention by 1/sqrt(head)")
+    if cfg.get("scale_attn_weights", True) is not True:
+        raise ExportError("scale_attn_weights is false; Quill scales attention by 1/sqrt(head)")
+    if cfg.get("add_cross_attention"):
+        raise ExportError("add_cross_attention is true; Quill runs decoder-only models")
+    eps = cfg.get("layer_norm_epsilon", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ExportError(f"layer_norm_epsilon is {eps!r}; expected a positive number")
+    hidden = cfg.get("n_inner") or 4 * dim
+    return {
+        "gguf_architecture": "gpt2", "architecture": "GPT2LMHeadModel",
+        "dim": dim, "hidden_dim": hidden, "n_layers": cfg["n_layer"], "n_heads": n_heads, "n_kv_heads": n_heads,
+        "head_size": dim // n_heads, "vocab_size": cfg["vocab_size"], "seq_len": cfg["n_positions"],
+        "rope_theta": None, "rope_scaling": None, "rms_norm_eps": float(eps), "sliding_window": None,
+        "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", True)),
     }
 
 
@@ -433,6 +548,155 @@ def gguf_tensor_plan(c, shared):
     return plan
 
 
+# The per-layer tensors of each architecture: (Hugging Face suffix under the layer's prefix, GGUF
+# name under blk.N., transform). Transforms: "rope" (Llama's Q/K rows to adjacent pairs), "plus1"
+# (Gemma's norm gains w stored as 1 + w, as llama.cpp's converter stores them), "T" (GPT-2's
+# Conv1D keeps (in, out); GGUF wants (out, in)), "query" (Gemma 2's query scale folded in).
+LAYER_TENSORS = {
+    "qwen2": [
+        ("input_layernorm.weight", "attn_norm.weight", None),
+        ("self_attn.q_proj.weight", "attn_q.weight", None), ("self_attn.q_proj.bias", "attn_q.bias", None),
+        ("self_attn.k_proj.weight", "attn_k.weight", None), ("self_attn.k_proj.bias", "attn_k.bias", None),
+        ("self_attn.v_proj.weight", "attn_v.weight", None), ("self_attn.v_proj.bias", "attn_v.bias", None),
+        ("self_attn.o_proj.weight", "attn_output.weight", None),
+        ("post_attention_layernorm.weight", "ffn_norm.weight", None),
+        ("mlp.gate_proj.weight", "ffn_gate.weight", None), ("mlp.down_proj.weight", "ffn_down.weight", None),
+        ("mlp.up_proj.weight", "ffn_up.weight", None),
+    ],
+    "phi3": [
+        ("input_layernorm.weight", "attn_norm.weight", None),
+        ("self_attn.qkv_proj.weight", "attn_qkv.weight", None),
+        ("self_attn.o_proj.weight", "attn_output.weight", None),
+        ("post_attention_layernorm.weight", "ffn_norm.weight", None),
+        ("mlp.gate_up_proj.weight", "ffn_up.weight", None),  # gate rows first, as llama.cpp splits it
+        ("mlp.down_proj.weight", "ffn_down.weight", None),
+    ],
+    "gemma": [
+        ("input_layernorm.weight", "attn_norm.weight", "plus1"),
+        ("self_attn.q_proj.weight", "attn_q.weight", None), ("self_attn.k_proj.weight", "attn_k.weight", None),
+        ("self_attn.v_proj.weight", "attn_v.weight", None), ("self_attn.o_proj.weight", "attn_output.weight", None),
+        ("post_attention_layernorm.weight", "ffn_norm.weight", "plus1"),
+        ("mlp.gate_proj.weight", "ffn_gate.weight", None), ("mlp.down_proj.weight", "ffn_down.weight", None),
+        ("mlp.up_proj.weight", "ffn_up.weight", None),
+    ],
+    "gemma2": [
+        ("input_layernorm.weight", "attn_norm.weight", "plus1"),
+        ("self_attn.q_proj.weight", "attn_q.weight", "query"), ("self_attn.k_proj.weight", "attn_k.weight", None),
+        ("self_attn.v_proj.weight", "attn_v.weight", None), ("self_attn.o_proj.weight", "attn_output.weight", None),
+        ("post_attention_layernorm.weight", "post_attention_norm.weight", "plus1"),
+        ("pre_feedforward_layernorm.weight", "ffn_norm.weight", "plus1"),
+        ("mlp.gate_proj.weight", "ffn_gate.weight", None), ("mlp.down_proj.weight", "ffn_down.weight", None),
+        ("mlp.up_proj.weight", "ffn_up.weight", None),
+        ("post_feedforward_layernorm.weight", "post_ffw_norm.weight", "plus1"),
+    ],
+    "gpt2": [
+        ("ln_1.weight", "attn_norm.weight", None), ("ln_1.bias", "attn_norm.bias", None),
+        ("attn.c_attn.weight", "attn_qkv.weight", "T"), ("attn.c_attn.bias", "attn_qkv.bias", None),
+        ("attn.c_proj.weight", "attn_output.weight", "T"), ("attn.c_proj.bias", "attn_output.bias", None),
+        ("ln_2.weight", "ffn_norm.weight", None), ("ln_2.bias", "ffn_norm.bias", None),
+        ("mlp.c_fc.weight", "ffn_up.weight", "T"), ("mlp.c_fc.bias", "ffn_up.bias", None),
+        ("mlp.c_proj.weight", "ffn_down.weight", "T"), ("mlp.c_proj.bias", "ffn_down.bias", None),
+    ],
+}
+
+
+def expected_gguf_shape(c, name):
+    """The (rows, cols) or (length,) of GGUF tensor `name` (without blk.N.) from the configuration."""
+    dim, hidden, hs = c["dim"], c["hidden_dim"], c["head_size"]
+    q, kv = c["n_heads"] * hs, c["n_kv_heads"] * hs
+    base, kind = name.rsplit(".", 1)
+    widths = {"attn_q": q, "attn_k": kv, "attn_v": kv, "attn_qkv": q + 2 * kv, "attn_output": dim,
+              "ffn_gate": hidden, "ffn_up": 2 * hidden if c["gguf_architecture"] == "phi3" else hidden,
+              "ffn_down": dim}
+    inputs = {"attn_output": q, "ffn_down": hidden}
+    if base in widths:
+        return (widths[base], inputs.get(base, dim)) if kind == "weight" else (widths[base],)
+    return {"token_embd": (c["vocab_size"], dim), "output": (c["vocab_size"], dim),
+            "position_embd": (c["seq_len"], dim)}.get(base, (dim,))  # norms
+
+
+def plan_gguf_tensors(c, tensors):
+    """[(gguf name, hf name, transform)] for the architectures beyond Llama, in llama.cpp's order,
+    after checking that every tensor is there with its shape and that none is left over."""
+    arch = c["gguf_architecture"]
+    if arch == "gpt2":
+        prefix, layer = "transformer.", "transformer.h.{}."
+        top = [("token_embd.weight", "transformer.wte.weight", None),
+               ("position_embd.weight", "transformer.wpe.weight", None)]
+        tail = [("output_norm.weight", "transformer.ln_f.weight", None),
+                ("output_norm.bias", "transformer.ln_f.bias", None)]
+    else:
+        prefix, layer = "model.", "model.layers.{}."
+        plus = "plus1" if arch.startswith("gemma") else None
+        top = [("token_embd.weight", "model.embed_tokens.weight", None)]
+        tail = [("output_norm.weight", "model.norm.weight", plus)]
+    shared = c["tie_word_embeddings"] or "lm_head.weight" not in tensors
+    if not shared:
+        tail.append(("output.weight", "lm_head.weight", None))
+    plan = list(top)
+    for i in range(c["n_layers"]):
+        plan += [(f"blk.{i}.{gg}", layer.format(i) + hf, t) for hf, gg, t in LAYER_TENSORS[arch]]
+    plan += tail
+    for gg, hf, transform in plan:
+        if hf not in tensors:
+            raise ExportError(f"missing tensor {hf}")
+        shape = tuple(tensors[hf].shape)
+        if transform == "T":
+            shape = shape[::-1]
+        expected = expected_gguf_shape(c, gg.split(".", 2)[2] if gg.startswith("blk.") else gg)
+        if shape != expected:
+            shown = list(tensors[hf].shape)
+            raise ExportError(f"tensor {hf} has shape {shown}, expected {list(expected[::-1] if transform == 'T' else expected)} "
+                              "from config.json")
+    used = {hf for _, hf, _ in plan}
+    # Buffers some exports carry (the RoPE frequencies, GPT-2's causal mask) and a tied copy of the
+    # embedding are not weights.
+    ignorable = lambda n: (n.endswith(("rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias"))
+                           or (shared and n == "lm_head.weight"))
+    for name in sorted(tensors):
+        if name not in used and not ignorable(name):
+            raise ExportError(f"unexpected tensor {name} (more layers than the config's count, "
+                              f"or not a {c['architecture']} tensor)")
+    return plan, shared
+
+
+def transform_tensor(w, transform, c):
+    """Apply one plan transform to a float32 array (see LAYER_TENSORS)."""
+    if transform == "plus1":
+        return w + np.float32(1)
+    if transform == "T":
+        return np.ascontiguousarray(w.T)
+    if transform == "query":
+        return w * np.float32(c["query_factor"])
+    return w
+
+
+def write_architecture_keys(writer, c):
+    """The ARCH.* keys llama.cpp reads for the architectures beyond Llama."""
+    arch = c["gguf_architecture"]
+    writer.add_context_length(c["seq_len"])
+    writer.add_embedding_length(c["dim"])
+    writer.add_block_count(c["n_layers"])
+    writer.add_feed_forward_length(c["hidden_dim"])
+    writer.add_head_count(c["n_heads"])
+    writer.add_head_count_kv(c["n_kv_heads"])
+    if arch == "gpt2":
+        writer.add_layer_norm_eps(c["rms_norm_eps"])
+        return
+    writer.add_layer_norm_rms_eps(c["rms_norm_eps"])
+    writer.add_rope_freq_base(c["rope_theta"])
+    writer.add_rope_dimension_count(c["head_size"])
+    if arch.startswith("gemma"):
+        writer.add_key_length(c["head_size"])
+        writer.add_value_length(c["head_size"])
+    if arch == "gemma2":
+        if c["attn_logit_softcapping"] is not None:
+            writer.add_attn_logit_softcapping(float(c["attn_logit_softcapping"]))
+        if c["final_logit_softcapping"] is not None:
+            writer.add_final_logit_softcapping(float(c["final_logit_softcapping"]))
+        writer.add_sliding_window(c["sliding_window"])
+
+
 ROPE_FACTORS = "rope_freqs.weight"  # llama.cpp's name for the per-pair RoPE frequency divisors
 
 
@@ -449,8 +713,9 @@ def load_gguf_packages():
     return gguf, write_hyperparameters, write_tokenizer
 
 
-def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_name):
-    """Write OUT.tmp with llama.cpp's writer, one tensor at a time, then rename."""
+def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_name, plan=None):
+    """Write OUT.tmp with llama.cpp's writer, one tensor at a time, then rename. `plan`
+    ([(gguf name, hf name, transform)]) is given for the architectures beyond Llama."""
     gguf, write_hyperparameters, write_tokenizer = load_gguf_packages()
     import sentencepiece
     pieces = sentencepiece.SentencePieceProcessor(model_file=tokenizer_path).get_piece_size()
@@ -458,7 +723,9 @@ def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_nam
         raise ExportError(f"{tokenizer_path} has {pieces} pieces but vocab_size is {c['vocab_size']}; "
                           "the GGUF vocabulary must match the embedding rows")
 
-    plan = gguf_tensor_plan(c, shared)
+    arch = c["gguf_architecture"]
+    if plan is None:
+        plan = [(name, hf, rope_heads and ("rope", rope_heads)) for name, hf, rope_heads in gguf_tensor_plan(c, shared)]
     stored = lambda hf: np.float16 if out_type == "f16" and len(tensors[hf].shape) == 2 else np.float32
     scaling = c["rope_scaling"]
     kind = scaling and scaling["rope_type"]
@@ -467,12 +734,18 @@ def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_nam
     if kind == "llama3":
         rope_factors = llama3_rope_factors(c["rope_theta"], c["dim"] // c["n_heads"], scaling)
     tmp_path = out_path + ".tmp"
-    writer = gguf.GGUFWriter(tmp_path, "llama")
+    writer = gguf.GGUFWriter(tmp_path, arch)
     try:
         writer.add_name(model_name)
-        write_hyperparameters(writer, dim=c["dim"], hidden=c["hidden_dim"], layers=c["n_layers"], heads=c["n_heads"],
-                              kv_heads=c["n_kv_heads"], context=c["seq_len"], vocab=c["vocab_size"],
-                              rope_theta=c["rope_theta"], norm_eps=c["rms_norm_eps"])
+        if arch == "llama":
+            write_hyperparameters(writer, dim=c["dim"], hidden=c["hidden_dim"], layers=c["n_layers"], heads=c["n_heads"],
+                                  kv_heads=c["n_kv_heads"], context=c["seq_len"], vocab=c["vocab_size"],
+                                  rope_theta=c["rope_theta"], norm_eps=c["rms_norm_eps"])
+            if c["sliding_window"] is not None:
+                # Mistral's window on every layer. llama.cpp's `llama` graph does not read this key.
+                writer.add_sliding_window(c["sliding_window"])
+        else:
+            write_architecture_keys(writer, c)
         if kind == "linear":  # llama.cpp turns pair i by position / factor · base^(-2i/head_size)
             writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
             writer.add_rope_scaling_factor(float(scaling["factor"]))
@@ -480,20 +753,22 @@ def write_gguf(out_path, c, shared, tensors, tokenizer_path, out_type, model_nam
         write_tokenizer(writer, tokenizer_path, c["vocab_size"])
         if rope_factors is not None:
             writer.add_tensor_info(ROPE_FACTORS, rope_factors.shape, rope_factors.dtype, rope_factors.nbytes)
-        for name, hf, _ in plan:
+        for name, hf, transform in plan:
             dtype = np.dtype(stored(hf))
-            shape = tensors[hf].shape
+            shape = tensors[hf].shape[::-1] if transform == "T" else tensors[hf].shape
             writer.add_tensor_info(name, shape, dtype, math.prod(shape) * dtype.itemsize)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         if rope_factors is not None:
             writer.write_tensor_data(rope_factors)
-        for _, hf, rope_heads in plan:
+        for _, hf, transform in plan:
             w = tensors[hf].load()
-            if rope_heads is not None:
+            if isinstance(transform, tuple):
                 # llama.cpp's `llama` architecture rotates adjacent pairs, like llama2.c.
-                w = rotate_half_to_adjacent(w, rope_heads)
+                w = rotate_half_to_adjacent(w, transform[1])
+            else:
+                w = transform_tensor(w, transform, c)
             writer.write_tensor_data(np.ascontiguousarray(w, dtype=stored(hf)))
             del w  # drop the mapping/copy before the next tensor
         writer.close()
@@ -522,19 +797,26 @@ def export(hf_dir, out_path, fmt="gguf", out_type="f32"):
 
     c = read_config(hf_dir, fmt)
     tensors = find_tensors(hf_dir)
-    groups, shared = plan_tensors(c, tensors)
-    dtypes = sorted({tensors[name].dtype for group in groups for name, _, _ in group})
+    plan = None
+    if c["gguf_architecture"] == "llama":
+        groups, shared = plan_tensors(c, tensors)
+        dtypes = sorted({tensors[name].dtype for group in groups for name, _, _ in group})
+    else:
+        plan, shared = plan_gguf_tensors(c, tensors)
+        dtypes = sorted({tensors[hf].dtype for _, hf, _ in plan})
+    theta = "none" if c["rope_theta"] is None else f"{c['rope_theta']:g}"
     print(f"{PROG}: {c['architecture']} dim={c['dim']} hidden_dim={c['hidden_dim']} "
           f"n_layers={c['n_layers']} n_heads={c['n_heads']} n_kv_heads={c['n_kv_heads']} "
-          f"vocab_size={c['vocab_size']} seq_len={c['seq_len']} rope_theta={c['rope_theta']:g} "
+          f"head_size={c['head_size']} sliding_window={c['sliding_window']} "
+          f"vocab_size={c['vocab_size']} seq_len={c['seq_len']} rope_theta={theta} "
           f"rope_scaling={json.dumps(c['rope_scaling'], separators=(',', ':'))} "
           f"rms_norm_eps={c['rms_norm_eps']:g} shared_classifier={int(shared)} "
           f"source dtype={'+'.join(dtypes)}", file=sys.stderr)
 
     if fmt == "gguf":
         name = os.path.basename(os.path.normpath(hf_dir))
-        size = write_gguf(out_path, c, shared, tensors, tokenizer_src, out_type, name)
-        print(f"{PROG}: wrote {out_path} ({size:,} bytes, GGUF llama, {out_type} matrices, "
+        size = write_gguf(out_path, c, shared, tensors, tokenizer_src, out_type, name, plan)
+        print(f"{PROG}: wrote {out_path} ({size:,} bytes, GGUF {c['gguf_architecture']}, {out_type} matrices, "
               "tokenizer inside)", file=sys.stderr)
         return
     size = write_checkpoint(out_path, c, groups, shared, tensors)

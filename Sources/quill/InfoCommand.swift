@@ -7,8 +7,14 @@ func runInfo(_ o: InfoOptions) throws -> ExitStatus {
     let modelPath = try resolveModelPath(o.modelPath)
     let model = try loadModel(modelFlag: modelPath, tokenizerFlag: nil, tokenizer: .optional)
     let c = model.weights.config
-    let tokenizer = o.tokenizerPath ?? (model.gguf != nil && model.tokenizer != nil
+    var tokenizer = o.tokenizerPath ?? (model.gguf != nil && model.tokenizer != nil
         ? "in the file (\(model.tokenizer!.vocabSize) pieces)" : Tokenizer.defaultPath(forCheckpoint: modelPath))
+    if o.tokenizerPath == nil, model.tokenizer == nil, let gguf = model.gguf,
+       let kind = try? gguf.stringIfPresent("tokenizer.ggml.model"), kind != "llama" {
+        // Qwen2's and GPT-2's byte-level BPE: the model runs, on token ids.
+        tokenizer = "the file's (\(kind)) is not one Quill reads: run with token ids (--ids, perplexity, logits) "
+            + "or give a SentencePiece model with -z"
+    }
     let quantization: String
     switch model.checkpoint?.format {
     case .version2(let groupSize)?: quantization = "Q8_0 (int8, group size \(groupSize))"
@@ -43,6 +49,9 @@ func runInfo(_ o: InfoOptions) throws -> ExitStatus {
     fields += [
         ("rope_scaling", .string(c.ropeScaling == .none ? "none" : "linear")), ("rope_scaling_factor", .raw(String(scalingFactor))),
         ("rope_frequency_factors", factors), ("rope_pairing", .string(c.ropePairing.rawValue)),
+    ]
+    fields += architectureFields(c, json: o.json)
+    fields += [
         ("quantization", .string(quantization)),
         ("tokenizer", tokenizer.map { .string($0) } ?? .null),
     ]
@@ -80,6 +89,40 @@ func runInfo(_ o: InfoOptions) throws -> ExitStatus {
         OutputStream.standardOutput.write(lines.joined(separator: "\n") + "\n")
     }
     return .success
+}
+
+/// The design choices the forward pass follows, one field each, so a user sees what runs.
+private func architectureFields(_ c: ModelConfig, json: Bool) -> [(String, JSON)] {
+    let a = c.architecture
+    func optional(_ value: Float?) -> JSON { value.map { .raw(String($0)) } ?? (json ? .null : .string("none")) }
+    let windows: JSON
+    if a.windows.allSatisfy({ $0 == nil }) {
+        windows = .string("full attention in every layer")
+    } else if json {
+        windows = .array((0..<c.layerCount).map { a.window(layer: $0).map { .int($0) } ?? .null })
+    } else {
+        let sliding = (0..<c.layerCount).filter { a.window(layer: $0) != nil }
+        let sizes = Set(sliding.compactMap { a.window(layer: $0) }).sorted().map(String.init).joined(separator: ", ")
+        windows = .string("sliding window of \(sizes) on layers \(sliding.map(String.init).joined(separator: ", ")); "
+                          + "full on the others (KV cache keeps a ring of the window)")
+    }
+    let biases = Architecture.Bias.allCases.filter { a.biases.contains($0) }.map(\.rawValue)
+    var fused: [String] = []
+    if a.fusedQKV { fused.append("QKV") }
+    if a.fusedGateUp { fused.append("gate/up") }
+    return [
+        ("norm", .string(a.norm.rawValue + (a.norm == .layer ? " (with bias)" : ""))),
+        ("norm_placement", .string(a.normPlacement.rawValue)),
+        ("feed_forward", .string(a.feedForward.rawValue)),
+        ("positions", .string(a.positions.rawValue)),
+        ("biases", json ? .array(biases.map { .string($0) }) : .string(biases.isEmpty ? "none" : biases.joined(separator: ", "))),
+        ("fused_matrices", json ? .array(fused.map { .string($0) }) : .string(fused.isEmpty ? "none" : fused.joined(separator: ", ") + " (split at load)")),
+        ("attention_scale", .raw(String(c.attentionScale))),
+        ("attention_softcap", optional(a.attentionSoftcap)),
+        ("final_logit_softcap", optional(a.finalSoftcap)),
+        ("embedding_scale", optional(a.embeddingScale)),
+        ("attention_windows", windows),
+    ]
 }
 
 /// A metadata value as JSON: scalars as they are, arrays of up to 16 elements in full, longer

@@ -356,10 +356,8 @@ REFUSALS = [
      {"rope_parameters": dict(LINEAR4, partial_rotary_factor=0.5)}, None, "rope_parameters.partial_rotary_factor is 0.5"),
     ("theta-given-twice", {"rope_theta": 10000.0, "rope_parameters": {"rope_theta": 1e6}}, None,
      "rope_parameters.rope_theta 1000000.0, rope_theta 10000.0"),
-    ("sliding_window", {"architectures": ["MistralForCausalLM"], "model_type": "mistral",
-                        "sliding_window": 16}, None, "sliding_window is 16"),
     ("layer_types", {"layer_types": ["full_attention", "sliding_attention"]}, None, "layer_types"),
-    ("architecture", {"architectures": ["Qwen2ForCausalLM"]}, None, "architectures"),
+    ("architecture", {"architectures": ["GPTNeoXForCausalLM"]}, None, "architectures"),
     ("attention_bias", {"attention_bias": True}, None, "attention_bias"),
     ("mlp_bias", {"mlp_bias": True}, None, "mlp_bias"),
     ("bias_tensor", {}, {"model.layers.0.self_attn.k_proj.bias": np.zeros(32, np.float32)},
@@ -367,11 +365,31 @@ REFUSALS = [
     ("transformers5-yarn", lambda: transformers_config(
         "llama", rope_parameters=dict(YARN, rope_theta=10000.0)), None,
      "rope_parameters has rope_type 'yarn'"),
-    ("transformers5-mistral-window", lambda: transformers_config("mistral", sliding_window=32), None,
-     "sliding_window is 32"),
     ("transformers5-attention_bias", lambda: transformers_config("llama", attention_bias=True), None,
      "attention_bias"),
 ]
+
+# Windows the GGUF file carries (llama.attention.sliding_window) but a llama2.c header cannot.
+LLAMA2C_WINDOW_REFUSALS = [
+    ("sliding_window", {"architectures": ["MistralForCausalLM"], "model_type": "mistral",
+                        "sliding_window": 16}, "sliding_window is 16"),
+    ("transformers5-mistral-window", lambda: transformers_config("mistral", sliding_window=32), "sliding_window is 32"),
+]
+
+
+@pytest.mark.parametrize("changes, needle", [r[1:] for r in LLAMA2C_WINDOW_REFUSALS],
+                         ids=[r[0] for r in LLAMA2C_WINDOW_REFUSALS])
+def test_llama2c_refuses_a_window_gguf_carries(tmp_path, changes, needle):
+    cfg = make_config(tmp_path, changes)
+    write_hf_dir(tmp_path / "hf", cfg, random_weights(cfg, seed=3))
+    result = run_export(tmp_path / "hf", tmp_path / "out.bin", "llama2c")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and needle in lines[0], result.stderr
+    assert "the llama2.c format has no field for it" in lines[0], lines[0]
+    assert run_export(tmp_path / "hf", tmp_path / "out.gguf", None).returncode == 0
+    meta, _ = read_gguf(tmp_path / "out.gguf")
+    assert meta["llama.attention.sliding_window"] == int(needle.split()[-1])
+
 
 # Scalings the GGUF file carries but a llama2.c header cannot.
 LLAMA2C_REFUSALS = [

@@ -2,7 +2,7 @@
 scripts/llama2c_to_gguf.py with llama.cpp's own writer (the PyPI `gguf` package) must give Quill
 the same logits and the same greedy story as the llama2.c file, with the tokenizer from -z or from
 the file; files holding what Quill's forward
-pass would not honour (YaRN RoPE scaling, a bias, another architecture) are refused in one line
+pass would not honour (YaRN RoPE scaling, a bias the architecture does not use, another architecture) are refused in one line
 (test_gguf_rope.py covers the RoPE scalings Quill runs).
 """
 
@@ -89,11 +89,12 @@ def write_variant(path, architecture="llama", extra_kv=(), extra_tensors=()):
 @pytest.mark.parametrize("label, variant, fragment", [
     ("plain", {}, None),
     ("yarn rope scaling", {"extra_kv": [("llama.rope.scaling.type", "string", "yarn")]}, "rope.scaling.type"),
-    ("sliding window", {"extra_kv": [("llama.attention.sliding_window", "uint32", 64)]}, "sliding_window"),
+    ("negative sliding window", {"extra_kv": [("llama.attention.sliding_window", "int32", -1)]}, "sliding_window"),
     ("experts", {"extra_kv": [("llama.expert_count", "uint32", 8)]}, "expert_count"),
     ("partial rotary", {"extra_kv": [("llama.rope.dimension_count", "uint32", 16)]}, "rope.dimension_count"),
-    ("another architecture", {"architecture": "gemma2"}, "architecture 'gemma2'"),
-    ("a bias", {"extra_tensors": [("blk.0.attn_q.bias", np.zeros(128, dtype=np.float32))]}, "blk.0.attn_q.bias"),
+    ("another architecture", {"architecture": "gptneox"}, "architecture 'gptneox'"),
+    ("a norm bias of an RMSNorm model", {"extra_tensors": [("blk.0.attn_norm.bias", np.zeros(288, dtype=np.float32))]},
+     "blk.0.attn_norm.bias"),
     ("llama 3 rope factors of the wrong length", {"extra_tensors": [("rope_freqs.weight", np.ones(8, dtype=np.float32))]},
      "rope_freqs"),
 ])
@@ -154,3 +155,11 @@ def test_quantized_gguf_logits_match_a_numpy_forward_of_the_same_bytes(tmp_path,
     original = np.array(json.loads(quill("logits", "-m", str(MODEL), "--ids", IDS).stdout)["logits"])
     if storage not in ("F16", "BF16"):
         assert np.abs(original - expected).max() > 1e-3, "the quantized model differs from float32"
+
+
+def test_info_says_a_bpe_vocabulary_runs_on_token_ids(tmp_path):
+    """Qwen2's and GPT-2's byte-level BPE vocabularies are not read; info says how the model runs."""
+    path = tmp_path / "bpe.gguf"
+    write_variant(path, extra_kv=[("tokenizer.ggml.model", "string", "gpt2")])
+    info = json.loads(quill("info", "-m", str(path), "--json").stdout)
+    assert "(gpt2) is not one Quill reads" in info["tokenizer"] and "--ids" in info["tokenizer"], info["tokenizer"]

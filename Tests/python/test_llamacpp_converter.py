@@ -167,3 +167,63 @@ def test_quantized_files_are_as_close_to_the_float_model_as_llamacpp_is(folder, 
     theirs = np.abs(llamacpp_logprobs(llama_logits, path) - expected).max()
     print(f"{kind}: max |Δ logprob| vs the float model: Quill {ours:.2e}, llama.cpp {theirs:.2e}")
     assert ours <= TOLERANCE * theirs, (kind, ours, theirs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The architectures beyond Llama, on the small models of the Hugging Face fixture
+# (Tests/python/fixtures/hf_reference, test_hf_reference.py): export.py's files must mean in
+# llama.cpp what they mean in Quill and Hugging Face, and llama.cpp's converter's files must run
+# in Quill as in llama.cpp. llama.cpp keeps its KV cache in float16, so its logits are compared
+# with a tolerance of that rounding (relative 2^-11 on keys and values: ~1e-3 in a log-probability
+# here), far below what a misread choice (a scale, a norm offset, a window) moves them.
+LLAMACPP_TOLERANCE = 2e-2
+
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "Tests" / "python"))
+import hf_reference_models  # noqa: E402
+import test_hf_reference as hf_reference  # noqa: E402
+
+# llama.cpp's llama graph ignores Mistral's window, and llama.cpp's phi3 vocabulary loader looks up
+# Phi-3's special tokens (<|end|>, ...), which the fixture's 2048-piece vocabulary lacks, so those
+# two models are left out.
+ARCHITECTURES = ["qwen2", "gemma", "gemma2", "gpt2"]
+
+
+def fixture_logprobs(name, logprobs):
+    """The fixture's subset of log-probabilities from a full (positions, vocab) array."""
+    return logprobs[:, ::hf_reference_models.SUBSET_STRIDE]
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_export_files_mean_the_same_in_llamacpp(llama_logits, tmp_path, name):
+    folder = hf_reference.write_folder(tmp_path / name, name)
+    out = tmp_path / f"{name}.gguf"
+    # This interpreter has PyTorch for llama.cpp's converter; export.py gets llama.cpp's own gguf-py.
+    env = dict(os.environ, PYTHONPATH=str(Path(SOURCE) / "gguf-py"))
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "export.py"), str(folder), str(out)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    ids = ",".join(map(str, hf_reference_models.IDS))
+    run = subprocess.run([str(llama_logits), str(out), ids], capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr.decode()
+    theirs = log_softmax(np.array(json.loads(run.stdout)["logits"], dtype=np.float64))
+    difference = np.abs(fixture_logprobs(name, theirs) - hf_reference.REFERENCE[f"{name}.logprobs"]).max()
+    print(f"{name}: export.py's file in llama.cpp, max |Δ logprob| vs Hugging Face {difference:.2e}")
+    assert difference < LLAMACPP_TOLERANCE, (name, difference)
+
+
+# llama.cpp's converter needs a BPE tokenizer.json for GPT-2, which the fixture folders lack.
+@pytest.mark.parametrize("name", ["qwen2", "gemma", "gemma2"])
+def test_llamacpp_converter_files_run_in_quill_as_in_llamacpp(llama_logits, tmp_path, name):
+    folder = hf_reference.write_folder(tmp_path / name, name)
+    path = convert(folder, "f32", tmp_path / f"{name}.gguf")
+    ids = ",".join(map(str, hf_reference_models.IDS))
+    run = subprocess.run([str(llama_logits), str(path), ids], capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr.decode()
+    theirs = log_softmax(np.array(json.loads(run.stdout)["logits"], dtype=np.float64))
+    run = subprocess.run([QUILL, "logits", "-m", str(path), "--ids", ids], capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr.decode()
+    ours = log_softmax(np.array(json.loads(run.stdout)["logits"], dtype=np.float64))
+    difference = np.abs(ours - theirs).max()
+    print(f"{name}: llama.cpp's converter's file, max |Δ logprob| Quill vs llama.cpp {difference:.2e}")
+    assert difference < LLAMACPP_TOLERANCE, (name, difference)

@@ -1,18 +1,20 @@
 import QuillKernels
 
 /// Reads a model from a GGUF file: the architecture's hyperparameters from its metadata, its
-/// tensors by llama.cpp's names, checked against `ModelConfig.shape(of:)`. RoPE runs as llama.cpp
-/// runs it: linear scaling (`rope.scaling.type`/`.factor`, or the older `rope.scale_linear`) and
-/// per-pair frequency factors (`rope_freqs.weight`, as Llama 3.x files carry). Anything the file
-/// holds that Quill's forward pass would not honour (YaRN or LongRoPE scaling, biases, experts,
-/// partial rotary dimensions, unknown tensors) is refused by name rather than ignored. Weight
+/// design choices from its name, metadata and tensors (GGUFArchitectures.swift), its tensors by
+/// llama.cpp's names with their shapes checked. RoPE runs as llama.cpp runs it: linear scaling
+/// (`rope.scaling.type`/`.factor`, or the older `rope.scale_linear`) and per-pair frequency
+/// factors (`rope_freqs.weight`, as Llama 3.x files carry). Anything the file holds that Quill's
+/// forward pass would not honour (YaRN or LongRoPE scaling, experts, partial rotary dimensions,
+/// windows llama.cpp would drop, unknown tensors) is refused by name rather than ignored. Weight
 /// tensors may be F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K, mixed.
 public enum GGUFModel {
-    /// Architectures Quill runs; `llama` files pair adjacent RoPE elements (llama.cpp's converter
-    /// undoes Hugging Face's Q/K permutation), as llama2.c does: `RoPEPairing.adjacent`.
-    public static let architectures = ["llama"]
+    /// Architectures Quill runs, with llama.cpp's meaning of each (see GGUFArchitectures.swift):
+    /// `llama` pairs adjacent RoPE elements (llama.cpp's converter undoes Hugging Face's Q/K
+    /// permutation), as llama2.c does; the others pair halves.
+    public static let architectures = ["llama", "qwen2", "phi3", "gemma", "gemma2", "gpt2"]
 
-    /// llama.cpp's default RoPE base for `llama` when the file does not say.
+    /// llama.cpp's default RoPE base when the file does not say.
     static let defaultRoPETheta = 10000.0
 
     /// The configuration and weights of `gguf`.
@@ -22,52 +24,27 @@ public enum GGUFModel {
             throw gguf.error("architecture '\(architecture)' is not one Quill runs (it runs: \(architectures.joined(separator: ", ")))")
         }
         let config = try configuration(of: gguf, architecture: architecture)
+        let a = config.architecture
+        let loader = TensorLoader(gguf)
         // The factors were read into the configuration.
-        var used: Set<String> = config.ropeFrequencyFactors == nil ? [] : [ropeFactorsTensor]
-        func info(_ name: String) throws(CheckpointError) -> GGUFTensorInfo {
-            used.insert(name)
-            return try gguf.tensor(name)
-        }
-        func vector(_ tensor: TensorName, layer: Int = 0) throws(CheckpointError) -> FloatView {
-            let name = tensor.ggufName(layer: layer)!
-            let t = try info(name)
-            let (_, cols) = config.shape(of: tensor)
-            guard t.dimensions == [cols] else {
-                throw gguf.error("tensor '\(name)' has dimensions \(t.dimensions), expected [\(cols)]")
-            }
-            guard t.type == .f32 else {
-                throw gguf.error("tensor '\(name)' is \(t.type.name); Quill reads norm weights stored as F32")
-            }
-            return gguf.file.floats(at: t.dataOffset, count: cols)
-        }
-        func matrix(_ tensor: TensorName, layer: Int = 0) throws(CheckpointError) -> WeightMatrix {
-            let name = tensor.ggufName(layer: layer)!
-            let t = try info(name)
-            let (rows, cols) = config.shape(of: tensor)
-            // ggml lists dimensions innermost first: a (rows, cols) matrix is [cols, rows].
-            guard t.dimensions == [cols, rows] else {
-                throw gguf.error("tensor '\(name)' has dimensions \(t.dimensions), expected [\(cols), \(rows)]")
-            }
-            return try weightMatrix(t, rows: rows, cols: cols, in: gguf)
-        }
-        let embedding = try matrix(.tokenEmbedding)
+        if config.ropeFrequencyFactors != nil { loader.markUsed(ropeFactorsTensor) }
+        let embedding = try loader.matrix("token_embd.weight", rows: config.vocabSize, cols: config.dim)
+        let positions = a.positions == .learned
+            ? try loader.matrix("position_embd.weight", rows: config.contextLength, cols: config.dim) : nil
         var layers: [LayerWeights] = []
-        for l in 0..<config.layerCount {
-            layers.append(LayerWeights(
-                attentionNorm: try vector(.attentionNorm, layer: l),
-                wq: try matrix(.wq, layer: l), wk: try matrix(.wk, layer: l), wv: try matrix(.wv, layer: l),
-                wo: try matrix(.wo, layer: l), ffnNorm: try vector(.ffnNorm, layer: l),
-                w1: try matrix(.w1, layer: l), w2: try matrix(.w2, layer: l), w3: try matrix(.w3, layer: l)))
-        }
-        let finalNorm = try vector(.finalNorm)
-        let classifier = config.sharedClassifier ? embedding : try matrix(.classifier)
-        if let extra = gguf.tensors.first(where: { !used.contains($0.name) }) {
+        for l in 0..<config.layerCount { layers.append(try readLayer(l, config: config, loader: loader)) }
+        let finalNorm = try loader.vector("output_norm.weight", count: config.dim)
+        let finalNormBias = a.norm == .layer ? try loader.vector("output_norm.bias", count: config.dim) : nil
+        let classifier = config.sharedClassifier ? embedding
+            : try loader.matrix("output.weight", rows: config.vocabSize, cols: config.dim)
+        if let extra = gguf.tensors.first(where: { !loader.used.contains($0.name) }) {
             let hint = extra.name.hasSuffix(".bias") ? " (a bias)" : ""
             throw gguf.error("tensor '\(extra.name)'\(hint) is not part of a \(architecture) model as Quill runs it; "
                              + "refusing rather than ignoring it")
         }
         return try ModelWeights(config: config, tokenEmbedding: embedding, layers: layers, finalNorm: finalNorm,
-                                classifier: classifier, source: gguf.path)
+                                classifier: classifier, finalNormBias: finalNormBias, positionEmbedding: positions,
+                                source: gguf.path)
     }
 
     /// The hyperparameters under `ARCH.` keys, with every value the forward pass does not
@@ -84,11 +61,20 @@ public enum GGUFModel {
         guard kvHeads > 0 && heads % kvHeads == 0 else {
             throw gguf.error("'\(a).attention.head_count' \(heads) is not a multiple of head_count_kv \(kvHeads)")
         }
-        guard dim % heads == 0 && (dim / heads) % 2 == 0 else {
-            throw gguf.error("embedding_length \(dim) / head_count \(heads) is not an even head size")
+        // The head size is attention.key_length when given (Gemma's is not dim / heads).
+        let headSize: Int
+        if let keyLength = try gguf.integerIfPresent("\(a).attention.key_length") {
+            guard keyLength > 0 && keyLength % 2 == 0 && keyLength <= dim else {
+                throw gguf.error("metadata '\(a).attention.key_length' is \(keyLength); Quill needs an even head size up to embedding_length")
+            }
+            headSize = keyLength
+        } else {
+            guard dim % heads == 0 && (dim / heads) % 2 == 0 else {
+                throw gguf.error("embedding_length \(dim) / head_count \(heads) is not an even head size")
+            }
+            headSize = dim / heads
         }
-        let headSize = dim / heads
-        for key in ["\(a).attention.key_length", "\(a).attention.value_length", "\(a).rope.dimension_count"] {
+        for key in ["\(a).attention.value_length", "\(a).rope.dimension_count"] {
             if let value = try gguf.integerIfPresent(key), value != headSize {
                 throw gguf.error("metadata '\(key)' is \(value) but the head size is \(headSize); Quill does not run such models yet")
             }
@@ -102,15 +88,12 @@ public enum GGUFModel {
         if let experts = try gguf.integerIfPresent("\(a).expert_count"), experts > 0 {
             throw gguf.error("metadata '\(a).expert_count' is \(experts): mixture-of-experts models are not supported")
         }
-        if let window = try gguf.integerIfPresent("\(a).attention.sliding_window"), window > 0 {
-            throw gguf.error("metadata '\(a).attention.sliding_window' is \(window); Quill does not implement sliding-window attention yet")
-        }
         let context = try count("\(a).context_length")
         guard context <= ModelConfig.maximumContextLength else {
             throw gguf.error("metadata '\(a).context_length' is \(context), beyond the largest context Quill accepts")
         }
-        let epsilon = try gguf.float32("\(a).attention.layer_norm_rms_epsilon")
-        guard epsilon.isFinite && epsilon > 0 else { throw gguf.error("layer_norm_rms_epsilon must be positive, got \(epsilon)") }
+        let epsilon = try gguf.float32(epsilonKey(of: a))
+        guard epsilon.isFinite && epsilon > 0 else { throw gguf.error("'\(epsilonKey(of: a))' must be positive, got \(epsilon)") }
         let theta = try gguf.float32IfPresent("\(a).rope.freq_base").map(Double.init) ?? defaultRoPETheta
         guard theta.isFinite && theta > 1 else { throw gguf.error("rope.freq_base must be above 1, got \(theta)") }
         let embedding = try gguf.tensor("token_embd.weight")
@@ -119,11 +102,18 @@ public enum GGUFModel {
         if let declared = try gguf.integerIfPresent("\(a).vocab_size"), declared != vocab {
             throw gguf.error("metadata '\(a).vocab_size' is \(declared) but token_embd.weight has \(vocab) rows")
         }
-        return ModelConfig(dim: dim, hiddenDim: try count("\(a).feed_forward_length"), layerCount: try count("\(a).block_count"),
+        let layers = try count("\(a).block_count")
+        var arch = try architecture(of: gguf, a, dim: dim, heads: heads, headSize: headSize, layers: layers, context: context)
+        tensorChoices(of: gguf, into: &arch)
+        if arch.positions != .rope && (scaling != .none || frequencyFactors != nil) {
+            throw gguf.error("the file has RoPE scaling but \(a) has no rotary positions")
+        }
+        return ModelConfig(dim: dim, hiddenDim: try count("\(a).feed_forward_length"), layerCount: layers,
                            headCount: heads, kvHeadCount: kvHeads, vocabSize: vocab, contextLength: context,
                            sharedClassifier: gguf.tensorIfPresent("output.weight") == nil,
                            normEpsilon: epsilon, ropeTheta: theta, ropeScaling: scaling,
-                           ropeFrequencyFactors: frequencyFactors, ropePairing: .adjacent)
+                           ropeFrequencyFactors: frequencyFactors, ropePairing: ropePairing(of: a),
+                           headSize: headSize, architecture: arch)
     }
 
     /// llama.cpp's name for the per-pair RoPE frequency factors.

@@ -193,6 +193,20 @@ public enum GGUFModelWriter {
     /// The architecture written.
     public static let architecture = "llama"
 
+    /// Throws unless `config` is a model that `llama` keys and tensors describe completely: the
+    /// Llama architecture with full attention in every layer and head size dim / heads. Anything
+    /// else written under them would run wrongly in Quill and llama.cpp alike.
+    public static func requireWritable(_ config: ModelConfig, source: String) throws(CheckpointError) {
+        var architecture = config.architecture
+        let windowed = architecture.windows.contains { $0 != nil }
+        architecture.windows = Architecture.llama.windows
+        guard architecture == .llama && !windowed && config.headSize * config.headCount == config.dim else {
+            let what = windowed && architecture == .llama ? "a Llama model with sliding-window attention" : "not a Llama model"
+            throw CheckpointError(path: source, problem: "is \(what); quill quantize writes only Llama GGUF files yet, "
+                                  + "so use llama.cpp's llama-quantize for this one")
+        }
+    }
+
     /// The `general.*` and `llama.*` keys of a model with `config`, named `name`, of llama.cpp's
     /// file type `fileType` (`LLAMA_FTYPE`).
     public static func metadata(config c: ModelConfig, name: String, fileType: UInt32) -> [GGUFMetadataEntry] {

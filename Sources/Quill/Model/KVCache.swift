@@ -1,23 +1,51 @@
 import QuillKernels
 
 /// Keys and values of every layer for one sequence, for the positions a run can reach
-/// (`capacity`, at most the model's context). Position p of layer l lives at
-/// (l · capacity + p) · kvDim. The memory is zeroed lazily by the system, so positions that
-/// are never written cost nothing.
+/// (`capacity`, at most the model's context). A layer attending to the whole prefix keeps every
+/// position; a layer with a sliding window W keeps a ring of W + blockRows − 1 slots, so its memory
+/// follows the window, not the context (the extra slots hold a prompt block's own keys while its
+/// first row still needs the W − 1 before it). Position p of layer l lives in slot p mod
+/// `layerSlots[l]`, at `layerOffsets[l] + slot · kvDim` (for a full layer the slot is p itself).
+/// The memory is zeroed lazily by the system, so positions that are never written cost nothing.
 public final class KVCache {
-    let keys: FloatBuffer    // (layer, capacity, kvDim)
-    let values: FloatBuffer  // (layer, capacity, kvDim)
+    let keys: FloatBuffer    // (Σ layerSlots, kvDim), layer after layer
+    let values: FloatBuffer  // (Σ layerSlots, kvDim)
     /// Number of positions the cache can hold.
     public let capacity: Int
+    /// Slots of each layer: `capacity`, or the ring of a windowed layer.
+    public let layerSlots: [Int]
+    /// Element offset of each layer's first slot in `keys` and `values`.
+    let layerOffsets: [Int]
 
-    public init(config: ModelConfig, capacity: Int) throws(AllocationError) {
+    /// The slots each layer of `config` needs when positions are fed in blocks of up to `blockRows`.
+    public static func slots(config: ModelConfig, capacity: Int, blockRows: Int) -> [Int] {
+        (0..<config.layerCount).map { l in
+            config.architecture.window(layer: l).map { min(capacity, $0 + blockRows - 1) } ?? capacity
+        }
+    }
+
+    /// A cache for `capacity` positions fed in blocks of at most `blockRows` (the transformer's
+    /// `maxRows`, which sizes the rings of windowed layers).
+    public init(config: ModelConfig, capacity: Int, blockRows: Int) throws(AllocationError) {
         precondition(capacity >= 1 && capacity <= config.contextLength, "KV cache capacity outside the context")
+        precondition(blockRows >= 1, "KV cache block rows")
         self.capacity = capacity
-        let (count, overflow) = config.layerCount.multipliedReportingOverflow(by: capacity * config.kvDim)
+        layerSlots = Self.slots(config: config, capacity: capacity, blockRows: blockRows)
+        var offsets: [Int] = []
+        var total = 0
+        var overflow = false
+        for slots in layerSlots {
+            offsets.append(total)
+            let (bytes, o1) = slots.multipliedReportingOverflow(by: config.kvDim)
+            let (sum, o2) = total.addingReportingOverflow(bytes)
+            overflow = overflow || o1 || o2
+            total = sum
+        }
+        layerOffsets = offsets
         let purpose = "the KV cache (\(capacity) positions × \(config.layerCount) layers × \(config.kvDim))"
         guard !overflow else { throw AllocationError(purpose: purpose, bytes: .max) }
-        keys = try FloatBuffer(allocating: count, for: purpose)
-        values = try FloatBuffer(allocating: count, for: purpose)
+        keys = try FloatBuffer(allocating: total, for: purpose)
+        values = try FloatBuffer(allocating: total, for: purpose)
     }
 
     /// Bytes held by the cache.

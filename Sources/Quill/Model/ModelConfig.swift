@@ -33,12 +33,18 @@ public struct ModelConfig: Equatable, Sendable {
     public var ropeFrequencyFactors: [Float]?
     /// Which elements of a head form RoPE pair i.
     public var ropePairing: RoPEPairing
+    /// Width of one attention head (Gemma's need not be dim / headCount).
+    public var headSize: Int
+    /// The design choices the forward pass follows (norms, feed-forward, positions, biases, ...).
+    public var architecture: Architecture
 
-    /// The defaults of the RoPE parameters (no scaling, no factors, adjacent pairs) are what
-    /// llama2.c files and every model before them mean.
+    /// The defaults of the RoPE parameters (no scaling, no factors, adjacent pairs), of the head
+    /// size (dim / headCount) and of the architecture (Llama) are what llama2.c files and every
+    /// model before them mean.
     public init(dim: Int, hiddenDim: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
                 vocabSize: Int, contextLength: Int, sharedClassifier: Bool, normEpsilon: Float, ropeTheta: Double,
-                ropeScaling: RoPEScaling = .none, ropeFrequencyFactors: [Float]? = nil, ropePairing: RoPEPairing = .adjacent) {
+                ropeScaling: RoPEScaling = .none, ropeFrequencyFactors: [Float]? = nil, ropePairing: RoPEPairing = .adjacent,
+                headSize: Int? = nil, architecture: Architecture = .llama) {
         self.dim = dim
         self.hiddenDim = hiddenDim
         self.layerCount = layerCount
@@ -52,16 +58,21 @@ public struct ModelConfig: Equatable, Sendable {
         self.ropeScaling = ropeScaling
         self.ropeFrequencyFactors = ropeFrequencyFactors
         self.ropePairing = ropePairing
+        // A header with no heads is refused by its reader after this; 0 keeps the value defined.
+        self.headSize = headSize ?? (headCount > 0 ? dim / headCount : 0)
+        self.architecture = architecture
     }
 
     /// The largest context a header may declare (2^24 positions): beyond any real model, so a
     /// larger value is taken as a corrupt header rather than an allocation to attempt.
     public static let maximumContextLength = 1 << 24
 
-    /// Width of one attention head.
-    public var headSize: Int { dim / headCount }
+    /// Width of the queries (and the attention output) of all heads together.
+    public var qDim: Int { headCount * headSize }
     /// Width of the keys and values of all KV heads together.
-    public var kvDim: Int { dim * kvHeadCount / headCount }
+    public var kvDim: Int { kvHeadCount * headSize }
+    /// The factor of q · k in attention.
+    public var attentionScale: Float { architecture.attentionScale ?? 1 / Float(headSize).squareRoot() }
 
     /// The angular frequency of each RoPE pair (headSize / 2), radians per position: pair i
     /// at position p turns by p · θ^(−2i / headSize) / (linear factor · frequency factor i), the
@@ -87,7 +98,25 @@ public struct ModelConfig: Equatable, Sendable {
             let (rows, cols) = shape(of: name)
             count += rows * cols * (name.isPerLayer ? layerCount : 1)
         }
+        // What the architecture adds to Llama's tensors: biases, post-norms, positions.
+        let a = architecture
+        if a.norm == .layer { count += (2 * layerCount + 1) * dim }  // the biases beside the gains
+        if a.postNorms { count += 2 * layerCount * dim }
+        for bias in a.biases { count += layerCount * biasWidth(bias) }
+        if a.positions == .learned { count += contextLength * dim }
         return count
+    }
+}
+
+extension ModelConfig {
+    /// The length of the bias vector after projection `bias`.
+    public func biasWidth(_ bias: Architecture.Bias) -> Int {
+        switch bias {
+        case .query: qDim
+        case .key, .value: kvDim
+        case .output, .down: dim
+        case .up: hiddenDim
+        }
     }
 }
 

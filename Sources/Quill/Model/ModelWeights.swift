@@ -30,7 +30,9 @@ extension ModelConfig {
         case .wq: (headCount * headSize, dim)
         case .wk, .wv: (kvHeadCount * headSize, dim)
         case .wo: (dim, headCount * headSize)
-        case .w1, .w3: (hiddenDim, dim)
+        // A block without a gate (GELU, ReLU) has an empty gate matrix: w3 is its only input projection.
+        case .w1: (architecture.feedForward.isGated ? hiddenDim : 0, dim)
+        case .w3: (hiddenDim, dim)
         case .w2: (dim, hiddenDim)
         case .ropeTables: (2 * contextLength, headSize / 2)
         }
@@ -48,9 +50,12 @@ public struct LayerWeights: Sendable {
     public let w1: WeightMatrix          // gate (hiddenDim, dim)
     public let w2: WeightMatrix          // down (dim, hiddenDim)
     public let w3: WeightMatrix          // up (hiddenDim, dim)
+    /// What other architectures add to a Llama layer; all nil for Llama.
+    public let extras: LayerExtras
 
     public init(attentionNorm: FloatView, wq: WeightMatrix, wk: WeightMatrix, wv: WeightMatrix, wo: WeightMatrix,
-                ffnNorm: FloatView, w1: WeightMatrix, w2: WeightMatrix, w3: WeightMatrix) {
+                ffnNorm: FloatView, w1: WeightMatrix, w2: WeightMatrix, w3: WeightMatrix, extras: LayerExtras = .init()) {
+        self.extras = extras
         self.attentionNorm = attentionNorm
         self.wq = wq
         self.wk = wk
@@ -63,6 +68,47 @@ public struct LayerWeights: Sendable {
     }
 }
 
+/// The vectors of a layer beyond Llama's: norm biases (LayerNorm), post-norm gains (Gemma 2)
+/// and projection biases, each present exactly when the model's `Architecture` says so.
+public struct LayerExtras: Sendable {
+    public var attentionNormBias: FloatView?  // (dim)
+    public var ffnNormBias: FloatView?        // (dim)
+    public var postAttentionNorm: FloatView?  // (dim)
+    public var postFFNNorm: FloatView?        // (dim)
+    public var queryBias: FloatView?          // (qDim)
+    public var keyBias: FloatView?            // (kvDim)
+    public var valueBias: FloatView?          // (kvDim)
+    public var outputBias: FloatView?         // (dim)
+    public var upBias: FloatView?             // (hiddenDim)
+    public var downBias: FloatView?           // (dim)
+
+    public init() {}
+
+    /// The bias after projection `bias`.
+    public subscript(bias: Architecture.Bias) -> FloatView? {
+        get {
+            switch bias {
+            case .query: queryBias
+            case .key: keyBias
+            case .value: valueBias
+            case .output: outputBias
+            case .up: upBias
+            case .down: downBias
+            }
+        }
+        set {
+            switch bias {
+            case .query: queryBias = newValue
+            case .key: keyBias = newValue
+            case .value: valueBias = newValue
+            case .output: outputBias = newValue
+            case .up: upBias = newValue
+            case .down: downBias = newValue
+            }
+        }
+    }
+}
+
 /// What the forward pass runs on, whatever file it came from: the hyperparameters and the
 /// weights, as views into a mapped file or owned buffers. A format's reader builds one; the
 /// initialiser checks every tensor's shape against `ModelConfig.shape(of:)`.
@@ -72,11 +118,50 @@ public struct ModelWeights: Sendable {
     public let layers: [LayerWeights]
     public let finalNorm: FloatView          // (dim)
     public let classifier: WeightMatrix      // (vocab, dim); the embedding when shared
+    /// The final norm's bias (LayerNorm only).
+    public let finalNormBias: FloatView?     // (dim)
+    /// Learned absolute positions (`Architecture.Positions.learned` only).
+    public let positionEmbedding: WeightMatrix?  // (contextLength, dim)
     /// Where the weights came from (a path), for messages.
     public let source: String
 
     public init(config: ModelConfig, tokenEmbedding: WeightMatrix, layers: [LayerWeights], finalNorm: FloatView,
-                classifier: WeightMatrix, source: String) throws(CheckpointError) {
+                classifier: WeightMatrix, finalNormBias: FloatView? = nil, positionEmbedding: WeightMatrix? = nil,
+                source: String) throws(CheckpointError) {
+        let a = config.architecture
+        // Every extra vector exists exactly when the architecture uses it, with its length.
+        func checkVector(_ view: FloatView?, _ what: String, needed: Bool, count: Int) throws(CheckpointError) {
+            if needed != (view != nil) {
+                throw CheckpointError(path: source, problem: needed ? "\(what) is missing" : "\(what) is present but the model does not use it")
+            }
+            if let view, view.count != count {
+                throw CheckpointError(path: source, problem: "\(what) has \(view.count) values, expected \(count)")
+            }
+        }
+        if a.positions == .sinusoidal && config.dim % 2 != 0 {
+            throw CheckpointError(path: source, problem: "sinusoidal positions need an even dim, got \(config.dim)")
+        }
+        if a.norm == .layer && a.postNorms {
+            throw CheckpointError(path: source, problem: "post-norms with LayerNorm would need bias vectors Quill does not hold")
+        }
+        try checkVector(finalNormBias, "the final norm's bias", needed: a.norm == .layer, count: config.dim)
+        if (positionEmbedding != nil) != (a.positions == .learned) {
+            throw CheckpointError(path: source, problem: "learned position embeddings are \(positionEmbedding == nil ? "missing" : "present but unused")")
+        }
+        if let p = positionEmbedding, p.rows != config.contextLength || p.cols != config.dim {
+            throw CheckpointError(path: source, problem: "position embeddings are \(p.rows) × \(p.cols), expected \(config.contextLength) × \(config.dim)")
+        }
+        for (l, layer) in layers.enumerated() {
+            let e = layer.extras
+            try checkVector(e.attentionNormBias, "layer \(l)'s attention norm bias", needed: a.norm == .layer, count: config.dim)
+            try checkVector(e.ffnNormBias, "layer \(l)'s feed-forward norm bias", needed: a.norm == .layer, count: config.dim)
+            try checkVector(e.postAttentionNorm, "layer \(l)'s post-attention norm", needed: a.postNorms, count: config.dim)
+            try checkVector(e.postFFNNorm, "layer \(l)'s post-feed-forward norm", needed: a.postNorms, count: config.dim)
+            for bias in Architecture.Bias.allCases {
+                try checkVector(e[bias], "layer \(l)'s \(bias.rawValue) bias", needed: a.biases.contains(bias),
+                                count: config.biasWidth(bias))
+            }
+        }
         func check(_ name: TensorName, _ layer: Int?, rows: Int, cols: Int) throws(CheckpointError) {
             let expected = config.shape(of: name)
             guard expected.rows == rows && expected.cols == cols else {
@@ -103,6 +188,8 @@ public struct ModelWeights: Sendable {
         self.layers = layers
         self.finalNorm = finalNorm
         self.classifier = classifier
+        self.finalNormBias = finalNormBias
+        self.positionEmbedding = positionEmbedding
         self.source = source
     }
 
@@ -146,7 +233,7 @@ extension ModelWeights {
     public var storageSummary: String {
         var counts: [String: Int] = [:]
         let matrices = [tokenEmbedding, classifier] + layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.w1, $0.w2, $0.w3] }
-        for matrix in matrices { counts[matrix.storageName, default: 0] += 1 }
+        for matrix in matrices where matrix.rows > 0 { counts[matrix.storageName, default: 0] += 1 }
         return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key).joined(separator: "+")
     }
 }

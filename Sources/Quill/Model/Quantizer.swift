@@ -92,6 +92,7 @@ extension Quantizer {
         _ weights: ModelWeights, job: GGUFJob, tokenizer: [GGUFMetadataEntry], name: String, to path: String,
         shouldStop: () -> Bool = { false }
     ) throws {
+        try GGUFModelWriter.requireWritable(weights.config, source: weights.source)
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw CheckpointError(path: path, problem: "cannot open for writing")
         }

@@ -1,6 +1,8 @@
 import QuillKernels
 
-/// The Llama forward pass over a checkpoint's weights. It processes a block of rows at once —
+/// The forward pass over a model's weights, following its `Architecture` (Llama's when nothing
+/// else is said): each choice is one named step below (`sublayerInput`, `norm`, `addBias`,
+/// `activate`, `embedExtras`, ...). It processes a block of rows at once —
 /// each row a (token, position, KV cache) — so one code path serves token-by-token decoding,
 /// blocked prompt prefill (every projection one sgemm) and several sequences decoded together.
 /// All buffers are allocated at init; a forward pass allocates nothing.
@@ -22,8 +24,8 @@ public final class Transformer {
     // Activations, each (maxRows, width).
     private let x: FloatBuffer       // residual stream (rows, dim)
     private let xb: FloatBuffer      // normed input / projection output (rows, dim)
-    private let attention: FloatBuffer  // attention output (rows, dim)
-    private let q: FloatBuffer       // (rows, dim)
+    private let attention: FloatBuffer  // attention output (rows, qDim)
+    private let q: FloatBuffer       // (rows, max(qDim, dim)): queries, then the final norm's output
     private let k: FloatBuffer       // (rows, kvDim)
     private let v: FloatBuffer       // (rows, kvDim)
     private let hb: FloatBuffer      // gate (rows, hiddenDim)
@@ -62,9 +64,10 @@ public final class Transformer {
         try BLAS.load()
         BLAS.setThreads(1)
         // Every angle comes from the configuration: base, scaling, per-pair factors and pairing.
-        rope = try RotaryTable(contextLength: capacity, headSize: c.headSize, frequencies: c.ropeFrequencies,
-                               pairing: c.ropePairing)
-        attentionShape = .init(heads: c.headCount, kvHeads: c.kvHeadCount, headSize: c.headSize)
+        rope = try RotaryTable(contextLength: c.architecture.positions == .rope ? capacity : 0, headSize: c.headSize,
+                               frequencies: c.ropeFrequencies, pairing: c.ropePairing)
+        attentionShape = .init(heads: c.headCount, kvHeads: c.kvHeadCount, headSize: c.headSize,
+                               scale: c.attentionScale, softcap: c.architecture.attentionSoftcap)
         func buffer(_ rows: Int, _ width: Int, _ purpose: String) throws(AllocationError) -> FloatBuffer {
             let (count, overflow) = rows.multipliedReportingOverflow(by: width)
             guard !overflow else { throw AllocationError(purpose: purpose, bytes: .max) }
@@ -72,8 +75,8 @@ public final class Transformer {
         }
         x = try buffer(maxRows, c.dim, "activations")
         xb = try buffer(maxRows, c.dim, "activations")
-        attention = try buffer(maxRows, c.dim, "activations")
-        q = try buffer(maxRows, c.dim, "activations")
+        attention = try buffer(maxRows, c.qDim, "activations")
+        q = try buffer(maxRows, max(c.qDim, c.dim), "activations")
         k = try buffer(maxRows, c.kvDim, "activations")
         v = try buffer(maxRows, c.kvDim, "activations")
         hb = try buffer(maxRows, c.hiddenDim, "activations")
@@ -82,13 +85,15 @@ public final class Transformer {
         scores = try buffer(threads, Kernels.blockAttentionScratch(rows: maxRows, length: capacity), "attention scores")
         self.maxLogitRows = min(maxRows, max(1, maxLogitRows ?? 16))
         logits = try buffer(self.maxLogitRows, c.vocabSize, "logits")
-        matmulScratch = MatmulScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim), workers: threads)
+        matmulScratch = MatmulScratch(maxRows: maxRows, maxCols: max(c.dim, c.hiddenDim, c.qDim), workers: threads)
         pool = WorkerPool(workers: threads)
         tokens = Array(repeating: 0, count: maxRows)
         positions = Array(repeating: 0, count: maxRows)
         cacheOf = Array(repeating: 0, count: maxRows)
         keyCaches.reserveCapacity(maxRows)
         valueCaches.reserveCapacity(maxRows)
+        layerSlots = KVCache.slots(config: c, capacity: capacity, blockRows: maxRows)
+        layerOffsets = layerSlots.indices.map { l in layerSlots[..<l].reduce(0, +) * c.kvDim }
     }
 
     /// A forward pass over a llama2.c checkpoint's weights.
@@ -99,7 +104,14 @@ public final class Transformer {
     }
 
     /// A new, empty KV cache for one sequence, holding `cacheCapacity` positions.
-    public func makeCache() throws(AllocationError) -> KVCache { try KVCache(config: config, capacity: cacheCapacity) }
+    public func makeCache() throws(AllocationError) -> KVCache {
+        try KVCache(config: config, capacity: cacheCapacity, blockRows: maxRows)
+    }
+
+    /// Slots of each layer in the caches this transformer makes (rings for windowed layers).
+    private var layerSlots: [Int] = []
+    /// Element offset of each layer in those caches.
+    private var layerOffsets: [Int] = []
 
     /// Feeds one token at `position` and returns the logits buffer; the next-token logits are
     /// its first `vocabSize` elements.
@@ -178,6 +190,7 @@ public final class Transformer {
             tokens[r] = batchTokens[r]
             positions[r] = batchPositions[r]
             cacheOf[r] = r
+            precondition(caches[r].layerSlots == layerSlots, "a KV cache made by another transformer")
             keyCaches.append(caches[r].keys)
             valueCaches.append(caches[r].values)
         }
@@ -187,6 +200,7 @@ public final class Transformer {
     }
 
     private func setCaches(single cache: KVCache) {
+        precondition(cache.layerSlots == layerSlots, "a KV cache made by another transformer")
         keyCaches.removeAll(keepingCapacity: true)
         valueCaches.removeAll(keepingCapacity: true)
         keyCaches.append(cache.keys)
@@ -197,7 +211,7 @@ public final class Transformer {
     /// `blockStart`, when given, says the rows are consecutive positions `blockStart ..< blockStart + n`
     /// of the first cache (a prefill block), which lets attention run as matrix products.
     private func run(rows n: Int, blockStart: Int?) {
-        let c = config
+        let c = config, a = c.architecture
         // Decoding (no block): each row is its own sequence, so each row's products must not
         // depend on how many sequences share the step (a request gives the same text alone or
         // in a batch of any size).
@@ -208,44 +222,127 @@ public final class Transformer {
             precondition(positions[r] >= 0 && positions[r] < cacheCapacity, "position outside the KV cache")
             Kernels.copyRow(of: weights.tokenEmbedding, row: tokens[r], into: x, at: r * dim)
         }
+        embedExtras(rows: n)
         for (l, layer) in weights.layers.enumerated() {
-            // Attention block: xb = rmsnorm(x); q, k, v = W xb; rotate; cache; attend; x += wo · att.
-            Kernels.rmsnorm(input: x, weight: layer.attentionNorm, rows: n, dim: dim, output: xb, epsilon: c.normEpsilon)
-            // q (n, dim), k (n, kvDim), v (n, kvDim) = xb (n, dim) · (wq, wk, wv)ᵀ in one parallel region.
+            let e = layer.extras
+            // Attention block: h = norm(x); q, k, v = W h (+ b); rotate; cache; attend; x += wo · att.
+            let h = sublayerInput(layer.attentionNorm, e.attentionNormBias, rows: n)
+            // q (n, qDim), k (n, kvDim), v (n, kvDim) = h (n, dim) · (wq, wk, wv)ᵀ in one parallel region.
             Kernels.fusedMatmul(.init(.init(layer.wq, q), .init(layer.wk, k), .init(layer.wv, v)),
-                                input: xb, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
-            Kernels.rope(q, rows: n, width: dim, positions: positions, table: rope)
-            Kernels.rope(k, rows: n, width: kvDim, positions: positions, table: rope)
-            let layerOffset = l * cacheCapacity * kvDim
+                                input: h, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
+            addBias(e.queryBias, to: q, rows: n)
+            addBias(e.keyBias, to: k, rows: n)
+            addBias(e.valueBias, to: v, rows: n)
+            if a.positions == .rope {
+                Kernels.rope(q, rows: n, width: c.qDim, positions: positions, table: rope)
+                Kernels.rope(k, rows: n, width: kvDim, positions: positions, table: rope)
+            }
+            // Position p goes to slot p mod slots: itself in a full layer, a ring in a windowed one.
+            let layerOffset = layerOffsets[l], slots = layerSlots[l]
             for r in 0..<n {
-                let slot = layerOffset + positions[r] * kvDim
+                let slot = layerOffset + (positions[r] % slots) * kvDim
                 k.copy(offset: r * kvDim, length: kvDim, to: keyCaches[cacheOf[r]], at: slot)
                 v.copy(offset: r * kvDim, length: kvDim, to: valueCaches[cacheOf[r]], at: slot)
             }
+            let window = a.window(layer: l)
             if let blockStart, n > 1 {
                 Kernels.blockAttention(
                     query: q, rows: n, start: blockStart, shape: attentionShape, keys: keyCaches[0],
                     values: valueCaches[0], layerOffset: layerOffset, contextLength: cacheCapacity,
-                    scores: scores, output: attention, pool: pool)
+                    scores: scores, output: attention, pool: pool, window: window, slots: slots)
             } else {
                 Kernels.attention(
                     query: q, rows: n, shape: attentionShape, keys: keyCaches, values: valueCaches,
                     cacheOf: cacheOf, positions: positions, layerOffset: layerOffset,
-                    contextLength: cacheCapacity, scores: scores, output: attention, pool: pool)
+                    contextLength: cacheCapacity, scores: scores, output: attention, pool: pool, window: window,
+                    slots: slots)
             }
             Kernels.matmul(layer.wo, input: attention, rows: n, output: xb, scratch: matmulScratch, pool: pool,
-                           independentRows: independent)  // (n, dim) → (n, dim)
+                           independentRows: independent)  // (n, qDim) → (n, dim)
+            addBias(e.outputBias, to: xb, rows: n)
+            if let post = e.postAttentionNorm { norm(xb, weight: post, bias: nil, rows: n, output: xb) }
             Kernels.add(xb, into: x, count: n * dim)
+            normAfterSum(layer.attentionNorm, e.attentionNormBias, rows: n)
 
-            // Feed-forward block: x += w2 · (silu(w1 · h) ⊙ (w3 · h)), h = rmsnorm(x).
-            Kernels.rmsnorm(input: x, weight: layer.ffnNorm, rows: n, dim: dim, output: xb, epsilon: c.normEpsilon)
-            // gate hb (n, hidden), up hb2 (n, hidden) = xb · (w1, w3)ᵀ in one parallel region.
-            Kernels.fusedMatmul(.init(.init(layer.w1, hb), .init(layer.w3, hb2)),
-                                input: xb, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
-            Kernels.swiglu(gate: hb, up: hb2, count: n * hidden, pool: pool)
+            // Feed-forward block: x += w2 · f(h) (+ b), h = norm(x); f gated (w1, w3) or not (w3 alone).
+            let f = sublayerInput(layer.ffnNorm, e.ffnNormBias, rows: n)
+            if a.feedForward.isGated {
+                // gate hb (n, hidden), up hb2 (n, hidden) = f · (w1, w3)ᵀ in one parallel region.
+                Kernels.fusedMatmul(.init(.init(layer.w1, hb), .init(layer.w3, hb2)),
+                                    input: f, rows: n, scratch: matmulScratch, pool: pool, independentRows: independent)
+            } else {
+                // up hb (n, hidden) = f · w3ᵀ
+                Kernels.matmul(layer.w3, input: f, rows: n, output: hb, scratch: matmulScratch, pool: pool,
+                               independentRows: independent)
+                addBias(e.upBias, to: hb, rows: n)
+            }
+            activate(count: n * hidden)
             Kernels.matmul(layer.w2, input: hb, rows: n, output: xb, scratch: matmulScratch, pool: pool,
                            independentRows: independent)   // (n, hidden) → (n, dim)
+            addBias(e.downBias, to: xb, rows: n)
+            if let post = e.postFFNNorm { norm(xb, weight: post, bias: nil, rows: n, output: xb) }
             Kernels.add(xb, into: x, count: n * dim)
+            normAfterSum(layer.ffnNorm, e.ffnNormBias, rows: n)
+        }
+    }
+
+    /// A sublayer's input, rows 0..<n: norm(x) in `xb` when the norms come first, else x itself.
+    @inline(__always)
+    private func sublayerInput(_ weight: FloatView, _ bias: FloatView?, rows n: Int) -> FloatBuffer {
+        if config.architecture.normPlacement == .post { return x }
+        norm(x, weight: weight, bias: bias, rows: n, output: xb)
+        return xb
+    }
+
+    /// With post-norms only (the original Transformer), x = norm(x) after each residual sum.
+    @inline(__always)
+    private func normAfterSum(_ weight: FloatView, _ bias: FloatView?, rows n: Int) {
+        if config.architecture.normPlacement == .post { norm(x, weight: weight, bias: bias, rows: n, output: x) }
+    }
+
+    /// The embedding's scale (Gemma: ×√dim) and learned absolute positions (GPT-2), for rows
+    /// 0..<n of `x`. Llama has neither.
+    private func embedExtras(rows n: Int) {
+        let dim = config.dim, a = config.architecture
+        if let factor = a.embeddingScale { Kernels.scale(x, count: n * dim, by: factor) }
+        if let table = weights.positionEmbedding {
+            for r in 0..<n {
+                Kernels.copyRow(of: table, row: positions[r], into: xb, at: r * dim)
+            }
+            Kernels.add(xb, into: x, count: n * dim)
+        }
+        if a.positions == .sinusoidal {
+            Kernels.addSinusoidalPositions(x, rows: n, dim: dim, positions: positions)
+        }
+    }
+
+    /// The model's norm of `rows` rows of `dim`: RMSNorm, or LayerNorm with its bias.
+    /// `input` and `output` may be the same buffer.
+    private func norm(_ input: FloatBuffer, weight: FloatView, bias: FloatView?, rows n: Int, output: FloatBuffer) {
+        let c = config
+        switch c.architecture.norm {
+        case .rms:
+            Kernels.rmsnorm(input: input, weight: weight, rows: n, dim: c.dim, output: output, epsilon: c.normEpsilon)
+        case .layer:
+            Kernels.layerNorm(input: input, weight: weight, bias: bias!, rows: n, dim: c.dim, output: output,
+                              epsilon: c.normEpsilon)
+        }
+    }
+
+    /// Adds a projection's bias to each of `n` rows of `buffer`, when the model has that bias.
+    @inline(__always)
+    private func addBias(_ bias: FloatView?, to buffer: FloatBuffer, rows n: Int) {
+        if let bias { Kernels.addBias(buffer, bias: bias, rows: n, width: bias.count) }
+    }
+
+    /// The feed-forward nonlinearity over `count` values, leaving the result in `hb`: gated
+    /// kinds read gate `hb` and up `hb2`, the others transform `hb` alone.
+    private func activate(count: Int) {
+        switch config.architecture.feedForward {
+        case .swiglu: Kernels.swiglu(gate: hb, up: hb2, count: count, pool: pool)
+        case .geglu: Kernels.geglu(gate: hb, up: hb2, count: count)
+        case .gelu: Kernels.gelu(hb, count: count)
+        case .relu: Kernels.relu(hb, count: count)
         }
     }
 
@@ -258,8 +355,11 @@ public final class Transformer {
         let dim = config.dim
         let first = rows.lowerBound, count = rows.count
         x.copy(offset: first * dim, length: count * dim, to: xb, at: 0)
-        Kernels.rmsnorm(input: xb, weight: weights.finalNorm, rows: count, dim: dim, output: q, epsilon: config.normEpsilon)
+        norm(xb, weight: weights.finalNorm, bias: weights.finalNormBias, rows: count, output: q)
         Kernels.matmul(weights.classifier, input: q, rows: count, output: logits, scratch: matmulScratch, pool: pool,
                        independentRows: decoding)  // (count, dim) → (count, vocab)
+        if let cap = config.architecture.finalSoftcap {
+            Kernels.softcap(logits, count: count * config.vocabSize, cap: cap)
+        }
     }
 }

@@ -33,8 +33,19 @@ extension ModelWeights {
         }
         for (l, layer) in layers.enumerated() {
             if let bad = check(layer.attentionNorm, "rms_att", l) ?? check(layer.ffnNorm, "rms_ffn", l) { return bad }
+            // The vectors other architectures add are small too.
+            let e = layer.extras
+            let extras: [(FloatView?, String)] = [
+                (e.attentionNormBias, "attention norm bias"), (e.ffnNormBias, "ffn norm bias"),
+                (e.postAttentionNorm, "post-attention norm"), (e.postFFNNorm, "post-ffn norm"),
+            ] + Architecture.Bias.allCases.map { (e[$0], "\($0.rawValue) bias") }
+            for case let (view?, name) in extras {
+                if let bad = check(view, name, l) { return bad }
+            }
         }
         if let bad = check(finalNorm, "rms_final", nil) { return bad }
+        if let bias = finalNormBias, let bad = check(bias, "final norm bias", nil) { return bad }
+        if let positions = positionEmbedding, let bad = check(positions, "position embedding", nil) { return bad }
         if let bad = check(tokenEmbedding, "token_embedding", nil) { return bad }
         for (l, layer) in layers.enumerated() {
             let matrices = [(layer.wq, "wq"), (layer.wk, "wk"), (layer.wv, "wv"), (layer.wo, "wo"),
