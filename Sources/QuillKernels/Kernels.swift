@@ -85,7 +85,7 @@ public enum Kernels {
         precondition(inputOffset >= 0 && inputOffset + n * cols <= x.count, "matmul input out of bounds")
         // Streaming: the weights are read once per call, each row against every input row.
         let streaming = n <= smallBatch || independentRows
-        var quantizedInput = false
+        var quantizedInput = false, ggmlQuantizedInput = false
         for i in 0..<products.count {
             let (w, y, offset) = (products[i].weights, products[i].output, products[i].offset)
             precondition(w.cols == cols, "fused products need the same input size")
@@ -98,11 +98,21 @@ public enum Kernels {
                     quantizedInput = true
                 }
             }
-            if case .ggml = w.storage {
+            if case .ggml(let type, _) = w.storage {
                 // Each worker dequantizes weight rows into its part of `scratch.dequantized`.
                 guard let scratch else { preconditionFailure("GGUF block weights need a MatmulScratch") }
                 precondition(cols <= scratch.maxCols && (pool?.workers ?? 1) <= scratch.workers,
                              "GGUF block weights need a MatmulScratch with room for \(cols) columns and every worker")
+                // The streaming kernels of quantized types read the input as int8 blocks: quantized
+                // once here for every product of the call, whatever their types.
+                if streaming && !ggmlQuantizedInput && fastKernel(type, cols: cols) == 1 {
+                    precondition(n <= scratch.maxRows, "GGUF block weights need a MatmulScratch with room for \(n) rows")
+                    for b in 0..<n {
+                        ggml_quantize_activations(x.pointer + inputOffset + b * cols, Int32(cols),
+                                                  scratch.ggmlActivations + b * scratch.ggmlActivationStride)
+                    }
+                    ggmlQuantizedInput = true
+                }
             }
         }
         let workers = pool?.workers ?? 1
@@ -267,7 +277,13 @@ public enum Kernels {
         case .ggml(let type, let bytes):
             let buffer = scratch!.dequantized + worker * MatmulScratch.dequantizedRows * w.cols
             let status: Int32
-            if streaming {
+            if streaming && fastKernel(type, cols: w.cols) >= 0 {
+                // A few rows, on the blocks as stored (ggml_dot.h): quantized types against the
+                // int8 input blocks quantized in `fusedMatmul`, F16 and BF16 against float32.
+                status = ggml_matmul_fast(Int32(type.rawValue), bytes.pointer, k, xp, scratch!.ggmlActivations,
+                                          scratch!.ggmlActivationStride, Int32(n), Int32(rowRange.lowerBound),
+                                          Int32(rowRange.upperBound), yp, ldy)
+            } else if streaming {
                 // A few rows: dequantize a few weight rows at a time into the worker's buffer and
                 // multiply them with the float32 streaming kernel, so each output is the same bits
                 // as for the dequantized float32 matrix, alone or in a batch.
@@ -284,6 +300,22 @@ public enum Kernels {
             precondition(status == 0, "GGUF block product refused \(type.name) × \(w.cols)")
         }
     }
+
+    /// Which streaming kernel of `ggml_dot.h` multiplies `type` with `cols` columns: 1 with
+    /// quantized input blocks, 0 with float32 input, -1 none (F32, or rows that blocks of 32 do
+    /// not tile: the dequantizing path).
+    static func fastKernel(_ type: GGMLType, cols: Int) -> Int {
+        cols % 32 == 0 ? Int(ggml_fast_activation_kind(Int32(type.rawValue))) : -1
+    }
+
+    /// The name of the streaming path for GGUF block weights ("avx512vnni", "avxvnni", "avx2",
+    /// "portable"; see `ggml_dot.h`).
+    public static var ggmlKernelName: String { String(cString: ggml_fast_kernel_name()) }
+
+    /// Selects the streaming path for GGUF block weights by name (as `ggmlKernelName`, or
+    /// "auto"); false when this CPU cannot run it. For tests and benchmarks.
+    @discardableResult
+    public static func forceGGMLKernel(_ name: String) -> Bool { ggml_fast_force_kernel(name) != 0 }
 
     /// Copies row `row` of `w` (dequantized if needed) into `buffer` at `offset`: the
     /// embedding lookup.

@@ -2,6 +2,7 @@
 #include "q8_kernels.h"
 #include "ggml_quants.h"
 #include "ggml_matmul.h"
+#include "ggml_dot.h"
 #include "gemm_kernels.h"
 #include "activations.h"
 #include "blas_loader.h"
