@@ -14,6 +14,7 @@
 //   q    int8  (k)       the values, block after block
 //   d    float (nb)      the block scales
 //   s    float (nb)      d · Σq of each block: the block's sum, for the mins of Q4_K and Q5_K
+//   sums int32 (nb)      Σq of each block: times 8 or 16, the offset of Q4_0 or Q5_0 weights
 //   neg  int32 (nb, 8)   per block, −Σq of its first 16 values in lane 0 and of its last 16 in
 //                        lane 4, zeros elsewhere: a dot product started from it, shifted left
 //                        by 3, 4 or 5, subtracts the −8, −16 or −32 offset of Q4_0, Q5_0, Q6_K
@@ -22,6 +23,7 @@ typedef struct {
     const int8_t *q;
     const float *d;
     const float *s;
+    const int32_t *sums;
     const int32_t *neg;
 } act_row;
 
@@ -32,13 +34,14 @@ static inline act_row act_view(const void *base, int k) {
     a.q = (const int8_t *)p;
     a.d = (const float *)(p + k);
     a.s = a.d + nb;
-    a.neg = (const int32_t *)(a.s + nb);
+    a.sums = (const int32_t *)(a.s + nb);
+    a.neg = a.sums + nb;
     return a;
 }
 
 size_t ggml_activation_row_bytes(int k) {
     const size_t nb = (size_t)k / 32;
-    return (nb * (32 + 4 + 4 + 32) + 63) / 64 * 64;
+    return (nb * (32 + 4 + 4 + 4 + 32) + 63) / 64 * 64;
 }
 
 void ggml_quantize_activations(const float *x, int k, void *out) {
@@ -46,7 +49,7 @@ void ggml_quantize_activations(const float *x, int k, void *out) {
     const int nb = k / 32;
     int8_t *q = (int8_t *)p;
     float *d = (float *)(p + k), *s = d + nb;
-    int32_t *neg = (int32_t *)(s + nb);
+    int32_t *block_sums = (int32_t *)(s + nb), *neg = block_sums + nb;
     for (int j = 0; j < nb; ++j) {
         const float *xb = x + 32 * j;
         float largest = 0;
@@ -68,6 +71,7 @@ void ggml_quantize_activations(const float *x, int k, void *out) {
         }
         d[j] = scale;
         s[j] = scale * (float)(sums[0] + sums[1]);
+        block_sums[j] = sums[0] + sums[1];
         int32_t *lanes = neg + 8 * j;
         for (int l = 0; l < 8; ++l) lanes[l] = 0;
         lanes[0] = -sums[0];
