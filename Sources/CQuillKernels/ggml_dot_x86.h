@@ -266,6 +266,185 @@ INLINE void FN(rows_half)(const int type, const int B, const uint8_t *row, int k
 }
 
 // ---------------------------------------------------------------------------------------------
+// Prompt blocks: 8 weight rows at a time are unpacked into a stripe where each 4 bytes of a row
+// sit in one int32 lane (see stripe_view in ggml_dot.c), so one dot-product instruction advances
+// 8 rows by 4 values against 4 bytes of one input broadcast to every lane, and a group's sums
+// come out one row per lane: no horizontal sums. Per group of 32 values and input, the
+// integer sums are corrected for the weights' offset (the input block's sums), scaled by
+// weight scale × input scale and added to that input's 8 outputs.
+
+// Row `row`'s values as unsigned bytes (offset not removed; Q8_0 + 128) into `values` (k bytes)
+// and its scales per group into scale_a, scale_b (values 0..15 and 16..31 of a group: they
+// differ only for Q6_K) and mins, each at [8 · group].
+INLINE void FN(unpack_row)(const int type, const uint8_t *row, int k, uint8_t *values, float *scale_a, float *scale_b,
+                           float *mins) {
+    if (type == GGML_QUANT_Q8_0 || type == GGML_QUANT_Q4_0 || type == GGML_QUANT_Q5_0) {
+        const size_t bytes = type == GGML_QUANT_Q8_0 ? 34 : type == GGML_QUANT_Q5_0 ? 22 : 18;
+        for (int j = 0; j < k / 32; ++j) {
+            const uint8_t *block = row + (size_t)j * bytes;
+            __m256i v = FN(unpack32)(type, block);
+            if (type == GGML_QUANT_Q8_0) v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
+            _mm256_storeu_si256((__m256i *)(values + 32 * j), v);
+            scale_a[8 * j] = scale_b[8 * j] = FN(half)(block);
+            mins[8 * j] = 0;
+        }
+    } else if (type == GGML_QUANT_Q4_K || type == GGML_QUANT_Q5_K) {
+        const size_t bytes = type == GGML_QUANT_Q4_K ? 144 : 176;
+        const int qs_at = type == GGML_QUANT_Q4_K ? 16 : 48;
+        for (int sb = 0; sb < k / 256; ++sb) {
+            const uint8_t *block = row + (size_t)sb * bytes;
+            float sc[8], mn[8];
+            __m256 scales, minimums;
+            FN(k_scales)(block, &scales, &minimums);
+            _mm256_storeu_ps(sc, scales);
+            _mm256_storeu_ps(mn, minimums);
+            const __m256i high = type == GGML_QUANT_Q5_K ? FN(load)(block + 16) : _mm256_setzero_si256();
+            for (int c = 0; c < 4; ++c) {
+                const __m256i q = FN(load)(block + qs_at + 32 * c);
+                __m256i lo = _mm256_and_si256(q, _mm256_set1_epi8(0x0F));
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F));
+                if (type == GGML_QUANT_Q5_K) {
+                    lo = _mm256_or_si256(lo, FN(bit_to_16)(high, 2 * c));
+                    hi = _mm256_or_si256(hi, FN(bit_to_16)(high, 2 * c + 1));
+                }
+                _mm256_storeu_si256((__m256i *)(values + 256 * sb + 64 * c), lo);
+                _mm256_storeu_si256((__m256i *)(values + 256 * sb + 64 * c + 32), hi);
+            }
+            for (int j = 0; j < 8; ++j) {
+                const int group = 8 * sb + j;
+                scale_a[8 * group] = scale_b[8 * group] = sc[j];
+                mins[8 * group] = mn[j];
+            }
+        }
+    } else {  // Q6_K
+        for (int sb = 0; sb < k / 256; ++sb) {
+            const uint8_t *block = row + (size_t)sb * 210;
+            const float d = FN(half)(block + 208);
+            const int8_t *sc = (const int8_t *)(block + 192);
+            for (int h = 0; h < 2; ++h) {
+                const __m256i ql0 = FN(load)(block + 64 * h), ql1 = FN(load)(block + 64 * h + 32);
+                const __m256i qh = FN(load)(block + 128 + 32 * h);
+                const __m256i m4 = _mm256_set1_epi8(0x0F);
+                __m256i v[4];
+                v[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4));
+                v[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0C)), 2));
+                v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
+                v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                       _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8((char)0xC0)), 2));
+                for (int i = 0; i < 4; ++i) {
+                    const int j = 4 * h + i, group = 8 * sb + j;
+                    _mm256_storeu_si256((__m256i *)(values + 32 * group), v[i]);
+                    scale_a[8 * group] = d * (float)sc[2 * j];
+                    scale_b[8 * group] = d * (float)sc[2 * j + 1];
+                    mins[8 * group] = 0;
+                }
+            }
+        }
+    }
+}
+
+// Rows [r0, r0 + rows) (rows ≤ 8) into the stripe; missing rows are zeros.
+INLINE void FN(pack_stripe)(const int type, const uint8_t *blocks, size_t row_bytes, int k, int r0, int rows,
+                            uint8_t *unpacked, const stripe_view *s) {
+    const int groups = k / 32;
+    for (int r = 0; r < 8; ++r) {
+        float *sa = s->scale_a + r, *sb = s->scale_b + r, *mn = s->mins + r;
+        if (r < rows) {
+            FN(unpack_row)(type, blocks + (size_t)(r0 + r) * row_bytes, k, unpacked, sa, sb, mn);
+        } else {
+            memset(unpacked, 0, (size_t)k);
+            for (int j = 0; j < groups; ++j) sa[8 * j] = sb[8 * j] = mn[8 * j] = 0;
+        }
+        // Row r's 4 bytes 4g..4g+3 of group j go to lane r of step g.
+        for (int j = 0; j < groups; ++j)
+            for (int g = 0; g < 8; ++g) memcpy(s->values + 256 * j + 32 * g + 4 * r, unpacked + 32 * j + 4 * g, 4);
+    }
+}
+
+// The stripe against inputs a[0..C): out[c][0..rows) (outputs of input c at y + c · ldy).
+INLINE void FN(stripe_tile)(const int type, const int C, const stripe_view *s, int k, const act_row *a, float *y,
+                            int ldy, int rows) {
+    const int split = type == GGML_QUANT_Q6_K, with_mins = type == GGML_QUANT_Q4_K || type == GGML_QUANT_Q5_K;
+    const int offset = type == GGML_QUANT_Q8_0 ? 128 : type == GGML_QUANT_Q5_0 ? 16 : type == GGML_QUANT_Q4_0 ? 8
+                     : type == GGML_QUANT_Q6_K ? 32 : 0;
+    __m256 acc[8];
+    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+    for (int j = 0; j < k / 32; ++j) {
+        const uint8_t *v = s->values + 256 * j;
+        __m256i first[8], second[8];
+        for (int c = 0; c < C; ++c) first[c] = second[c] = _mm256_setzero_si256();
+        for (int g = 0; g < 8; ++g) {
+            const __m256i w = FN(load)(v + 32 * g);
+            for (int c = 0; c < C; ++c) {
+                int32_t x4;
+                memcpy(&x4, a[c].q + 32 * j + 4 * g, 4);
+                if (g < 4) first[c] = DPBUSD(first[c], w, _mm256_set1_epi32(x4));
+                else second[c] = DPBUSD(second[c], w, _mm256_set1_epi32(x4));
+            }
+        }
+        const __m256 sa = _mm256_loadu_ps(s->scale_a + 8 * j);
+        for (int c = 0; c < C; ++c) {
+            const __m256 xd = _mm256_set1_ps(a[c].d[j]);
+            if (split) {
+                // −Σ of the input's first and last 16 values, as stored for the streaming kernels.
+                const __m256i lo = _mm256_add_epi32(first[c], _mm256_set1_epi32(offset * a[c].neg[8 * j]));
+                const __m256i hi = _mm256_add_epi32(second[c], _mm256_set1_epi32(offset * a[c].neg[8 * j + 4]));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(sa, xd), acc[c]);
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(_mm256_loadu_ps(s->scale_b + 8 * j), xd), acc[c]);
+            } else {
+                const __m256i dot = _mm256_sub_epi32(_mm256_add_epi32(first[c], second[c]), _mm256_set1_epi32(offset * a[c].sums[j]));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(sa, xd), acc[c]);
+                if (with_mins) acc[c] = _mm256_fnmadd_ps(_mm256_loadu_ps(s->mins + 8 * j), _mm256_set1_ps(a[c].s[j]), acc[c]);
+            }
+        }
+    }
+    for (int c = 0; c < C; ++c) {
+        float out[8];
+        _mm256_storeu_ps(out, acc[c]);
+        memcpy(y + (size_t)c * ldy, out, (size_t)rows * sizeof(float));
+    }
+}
+
+#define TILE 4
+
+KERNEL void FN(blocked)(int type, const uint8_t *blocks, size_t row_bytes, int k, const uint8_t *activations,
+                        size_t stride, int n, int row_begin, int row_end, float *y, int ldy, void *buffer) {
+    uint8_t *unpacked = (uint8_t *)buffer;
+    const stripe_view s = stripe_at((uint8_t *)buffer + k, k);
+    for (int r0 = row_begin; r0 < row_end; r0 += 8) {
+        const int rows = row_end - r0 < 8 ? row_end - r0 : 8;
+        switch (type) {
+        case GGML_QUANT_Q8_0: FN(pack_stripe)(GGML_QUANT_Q8_0, blocks, row_bytes, k, r0, rows, unpacked, &s); break;
+        case GGML_QUANT_Q4_0: FN(pack_stripe)(GGML_QUANT_Q4_0, blocks, row_bytes, k, r0, rows, unpacked, &s); break;
+        case GGML_QUANT_Q5_0: FN(pack_stripe)(GGML_QUANT_Q5_0, blocks, row_bytes, k, r0, rows, unpacked, &s); break;
+        case GGML_QUANT_Q4_K: FN(pack_stripe)(GGML_QUANT_Q4_K, blocks, row_bytes, k, r0, rows, unpacked, &s); break;
+        case GGML_QUANT_Q5_K: FN(pack_stripe)(GGML_QUANT_Q5_K, blocks, row_bytes, k, r0, rows, unpacked, &s); break;
+        default: FN(pack_stripe)(GGML_QUANT_Q6_K, blocks, row_bytes, k, r0, rows, unpacked, &s); break;
+        }
+        for (int c0 = 0; c0 < n; c0 += TILE) {
+            const int C = n - c0 < TILE ? n - c0 : TILE;
+            act_row a[TILE];
+            for (int c = 0; c < C; ++c) a[c] = act_view(activations + (size_t)(c0 + c) * stride, k);
+            float *out = y + (size_t)c0 * ldy + r0;
+#define TILE_CALL(T, N) FN(stripe_tile)(T, N, &s, k, a, out, ldy, rows)
+#define TILES(T) switch (C) { case 1: TILE_CALL(T, 1); break; case 2: TILE_CALL(T, 2); break; \
+                              case 3: TILE_CALL(T, 3); break; default: TILE_CALL(T, 4); break; }
+            switch (type) {
+            case GGML_QUANT_Q8_0: TILES(GGML_QUANT_Q8_0) break;
+            case GGML_QUANT_Q4_0: TILES(GGML_QUANT_Q4_0) break;
+            case GGML_QUANT_Q5_0: TILES(GGML_QUANT_Q5_0) break;
+            case GGML_QUANT_Q4_K: TILES(GGML_QUANT_Q4_K) break;
+            case GGML_QUANT_Q5_K: TILES(GGML_QUANT_Q5_K) break;
+            default: TILES(GGML_QUANT_Q6_K) break;
+            }
+#undef TILES
+#undef TILE_CALL
+        }
+    }
+}
+#undef TILE
+
+// ---------------------------------------------------------------------------------------------
 // Entry: rows [row_begin, row_end) against `batch` inputs, up to 4 inputs per pass over a row
 // (a row's blocks stay in L1 for the later passes).
 

@@ -30,6 +30,10 @@ public final class MatmulScratch: @unchecked Sendable {
     let ggmlActivations: UnsafeMutableRawPointer
     /// Bytes of one quantized input row of `maxCols` values.
     let ggmlActivationStride: Int
+    /// Per worker, `ggmlStripeBytes` for the int8 prompt-block products (ggml_matmul_blocked):
+    /// 8 weight rows unpacked.
+    private let ggmlStripes: UnsafeMutableRawPointer
+    private let ggmlStripeBytes: Int
 
     public init(maxRows: Int, maxCols: Int, workers: Int = 1) {
         self.maxRows = maxRows
@@ -46,7 +50,12 @@ public final class MatmulScratch: @unchecked Sendable {
         weightBuffers = UnsafeMutableRawPointer.allocate(byteCount: self.workers * weightBufferFloats * 4, alignment: 64)
         ggmlActivationStride = ggml_activation_row_bytes(Int32(maxCols / 32 * 32))
         ggmlActivations = UnsafeMutableRawPointer.allocate(byteCount: max(1, maxRows * ggmlActivationStride), alignment: 64)
+        ggmlStripeBytes = (ggml_blocked_buffer_bytes(Int32(maxCols / 32 * 32)) + 63) / 64 * 64
+        ggmlStripes = UnsafeMutableRawPointer.allocate(byteCount: self.workers * ggmlStripeBytes, alignment: 64)
     }
+
+    /// Worker `worker`'s buffer for ggml_matmul_blocked.
+    func ggmlStripe(_ worker: Int) -> UnsafeMutableRawPointer { ggmlStripes + worker * ggmlStripeBytes }
 
     /// Worker `worker`'s packed weight stripe.
     func weightBuffer(_ worker: Int) -> UnsafeMutablePointer<Float> {
@@ -60,5 +69,6 @@ public final class MatmulScratch: @unchecked Sendable {
         free(packedInput)
         weightBuffers.deallocate()
         ggmlActivations.deallocate()
+        ggmlStripes.deallocate()
     }
 }

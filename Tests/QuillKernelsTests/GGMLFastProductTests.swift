@@ -84,6 +84,35 @@ final class GGMLFastProductTests: XCTestCase {
         }
     }
 
+    /// Prompt blocks (more than 16 rows, not `independentRows`): with the blocked products on,
+    /// quantized types take the int8 blocked kernel where the CPU has it (8 weight rows at a
+    /// time, so 13 and 70 rows end in partial stripes); every output within the same bounds.
+    func testPromptBlocksMatchReferences() {
+        var random = TestValues(seed: 47)
+        let wasBlocked = Kernels.blockedProductsEnabled
+        defer { Kernels.setBlockedProducts(enabled: wasBlocked) }
+        Kernels.setBlockedProducts(enabled: true)
+        for (t, type) in Self.quantizedTypes.enumerated() {
+            for (c, (cols, rows)) in [(256, 13), (2816, 70)].enumerated() {
+                let sample = GGMLSample(type, rows: rows, cols: cols, seed: 1000 + UInt64(10 * t + c), misalignment: 3 * c)
+                for (n, workers) in [(17, 1), (33, 2)] {
+                    let x = (0..<n * cols).map { _ in random.next() * Float(sign: .plus, exponent: Int(random.next() * 4), significand: 1) }
+                    let y = FloatBuffer(count: n * rows)
+                    Kernels.matmul(sample.matrix, input: FloatBuffer(x), rows: n, output: y,
+                                   scratch: MatmulScratch(maxRows: n, maxCols: cols, workers: workers),
+                                   pool: workers > 1 ? WorkerPool(workers: workers) : nil)
+                    let got = y.array()
+                    for b in 0..<n {
+                        let xb = Array(x[b * cols..<(b + 1) * cols])
+                        for r in 0..<rows {
+                            sample.check(got[b * rows + r], row: r, input: xb, "\(type.name) prompt block k \(cols) n \(n) input \(b) row \(r)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// One block (k = 32; 256 for the K types) and a row range that is not the whole matrix:
     /// chunks of any range give their rows the same bits as the whole call.
     func testSmallestRowsAndChunkRanges() {
