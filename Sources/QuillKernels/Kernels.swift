@@ -17,8 +17,8 @@ public enum Kernels {
     /// its input row were passed alone with `rows: 1`, whatever `n`, the pool and its chunks.
     /// Any number of rows then streams the weights, 16 rows at a time (never the blocked products,
     /// sgemm, or float activations for int8 weights), so it is for decoding, where a sequence's
-    /// tokens must not depend on which others share its step. Int8 weights quantize all `n`
-    /// input rows into `scratch`, which needs room for n rows.
+    /// tokens must not depend on which others share its step. Int8 weights and quantized GGUF
+    /// blocks quantize all `n` input rows into `scratch`, which needs room for n rows.
     public static func matmul(
         _ w: WeightMatrix, input x: FloatBuffer, inputOffset: Int = 0, rows n: Int,
         output y: FloatBuffer, outputOffset: Int = 0, scratch: MatmulScratch? = nil, pool: WorkerPool? = nil,
