@@ -4,6 +4,8 @@ import Foundation
 /// Scratch for the matrix products, owned by the caller and allocated once:
 /// - the activations quantized per group for Q8_0 weights (as llama.cpp does), so the
 ///   inner loop of a few-row product is an int8 × int8 dot product;
+/// - the activations quantized in blocks of 32 for GGUF block weights (see `ggml_dot.h`),
+///   one row of `ggmlActivationStride` bytes per input row;
 /// - for prompt blocks, the packed input block and each worker's packed weight stripe
 ///   (see `gemm_kernels.h`), or without AVX-512 each worker's dequantized int8 rows for sgemm.
 public final class MatmulScratch: @unchecked Sendable {
@@ -23,6 +25,15 @@ public final class MatmulScratch: @unchecked Sendable {
     private let weightBufferFloats: Int
     /// Most weight rows one prefill chunk dequantizes.
     static let dequantizedRows = 256
+    /// (maxRows, ggmlActivationStride) bytes: input rows quantized by ggml_quantize_activations
+    /// (64-byte aligned rows; pages are touched only when GGUF block weights are used).
+    let ggmlActivations: UnsafeMutableRawPointer
+    /// Bytes of one quantized input row of `maxCols` values.
+    let ggmlActivationStride: Int
+    /// Per worker, `ggmlStripeBytes` for the int8 prompt-block products (ggml_matmul_blocked):
+    /// 8 weight rows unpacked.
+    private let ggmlStripes: UnsafeMutableRawPointer
+    private let ggmlStripeBytes: Int
 
     public init(maxRows: Int, maxCols: Int, workers: Int = 1) {
         self.maxRows = maxRows
@@ -37,7 +48,14 @@ public final class MatmulScratch: @unchecked Sendable {
         packedInput = calloc(packed, 4)!.bindMemory(to: Float.self, capacity: packed)
         weightBufferFloats = (gemm_weight_buffer_floats() + 15) / 16 * 16
         weightBuffers = UnsafeMutableRawPointer.allocate(byteCount: self.workers * weightBufferFloats * 4, alignment: 64)
+        ggmlActivationStride = ggml_activation_row_bytes(Int32(maxCols / 32 * 32))
+        ggmlActivations = UnsafeMutableRawPointer.allocate(byteCount: max(1, maxRows * ggmlActivationStride), alignment: 64)
+        ggmlStripeBytes = (ggml_blocked_buffer_bytes(Int32(maxCols / 32 * 32)) + 63) / 64 * 64
+        ggmlStripes = UnsafeMutableRawPointer.allocate(byteCount: self.workers * ggmlStripeBytes, alignment: 64)
     }
+
+    /// Worker `worker`'s buffer for ggml_matmul_blocked.
+    func ggmlStripe(_ worker: Int) -> UnsafeMutableRawPointer { ggmlStripes + worker * ggmlStripeBytes }
 
     /// Worker `worker`'s packed weight stripe.
     func weightBuffer(_ worker: Int) -> UnsafeMutablePointer<Float> {
@@ -50,5 +68,7 @@ public final class MatmulScratch: @unchecked Sendable {
         free(dequantized)
         free(packedInput)
         weightBuffers.deallocate()
+        ggmlActivations.deallocate()
+        ggmlStripes.deallocate()
     }
 }

@@ -107,6 +107,30 @@ final class RowIndependenceTests: XCTestCase {
             }
         }
     }
+
+    /// GGUF blocks of every type (F16, BF16 against float32 inputs; the quantized types against
+    /// int8 input blocks, see ggml_dot.h) on every path this CPU runs and the portable one, over
+    /// 512 columns; each call's output is also checked against the float64 references of
+    /// GGMLFastProductTests (same quantized inputs, and float inputs within their rounding).
+    func testGGUFBlockRowsAreTheSameAloneOrInABatch() {
+        var random = TestValues(seed: 23)
+        defer { Kernels.forceGGMLKernel("auto") }
+        let cols = 512, rows = Self.weightRows
+        let x = inputs(&random, rows: Self.counts.max()!, cols: cols)
+        for (t, type) in GGMLFastProductTests.allTypes.enumerated() {
+            let sample = GGMLSample(type, rows: rows, cols: cols, seed: 1100 + UInt64(t), misalignment: t % 4)
+            let second = GGMLSample(type, rows: 40, cols: cols, seed: 1200 + UInt64(t), misalignment: 1)
+            for kernel in GGMLFastProductTests.kernels {
+                XCTAssertTrue(Kernels.forceGGMLKernel(kernel))
+                let label = "\(type.name) cols \(cols), \(kernel)"
+                checkRows(sample.matrix, second: second.matrix, x: x, scratch: MatmulScratch(maxRows: 256, maxCols: cols, workers: 3),
+                          label: label) { b, y in
+                    let xb = Array(x[b * cols..<(b + 1) * cols])
+                    for r in stride(from: 0, to: rows, by: 37) { sample.check(y[r], row: r, input: xb, label + " row \(r) input \(b)") }
+                }
+            }
+        }
+    }
 }
 
 /// Independent reference of a Q8_0 product for one input row: activations quantized per group

@@ -158,9 +158,13 @@ def read_llama2c(path):
     return c, weights
 
 
-def llama2c_forward(c, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=EPS, pair_frequencies=None):
+def llama2c_forward(c, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=EPS, pair_frequencies=None, project=None):
     """Token-by-token forward in the llama2.c layout; returns logits [T, vocab].
-    pair_frequencies [hs/2], when given, replaces rope_theta^(-2i/hs) as pair i's angle per position."""
+    pair_frequencies [hs/2], when given, replaces rope_theta^(-2i/hs) as pair i's angle per position.
+    `project(W, v)` computes each weight product W @ v (default: exactly that), so a test can model
+    how an engine rounds a product's input."""
+    if project is None:
+        project = lambda m, v: m @ v
     dim, L, n_heads, n_kv = c["dim"], c["n_layers"], c["n_heads"], c["n_kv_heads"]
     hs = dim // n_heads
     kv_dim = n_kv * hs
@@ -183,9 +187,9 @@ def llama2c_forward(c, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=E
         x = w["token_embedding"][token].copy()  # (dim)
         for l in range(L):
             h = rmsnorm(x, w["rms_att"][l], eps)
-            q = rope(w["wq"][l] @ h, pos)  # (dim)
-            key_cache[l, pos] = rope(w["wk"][l] @ h, pos)  # (kv_dim)
-            value_cache[l, pos] = w["wv"][l] @ h
+            q = rope(project(w["wq"][l], h), pos)  # (dim)
+            key_cache[l, pos] = rope(project(w["wk"][l], h), pos)  # (kv_dim)
+            value_cache[l, pos] = project(w["wv"][l], h)
             out = np.empty(dim, dtype=dtype)
             for head in range(n_heads):
                 kv = head // (n_heads // n_kv)
@@ -193,8 +197,8 @@ def llama2c_forward(c, w, tokens, dtype=np.float64, rope_theta=ROPE_THETA, eps=E
                 keys = key_cache[l, : pos + 1, kv * hs:(kv + 1) * hs]  # (pos+1, hs)
                 att = softmax(keys @ qh / np.sqrt(hs))
                 out[head * hs:(head + 1) * hs] = att @ value_cache[l, : pos + 1, kv * hs:(kv + 1) * hs]
-            x += w["wo"][l] @ out
+            x += project(w["wo"][l], out)
             h = rmsnorm(x, w["rms_ffn"][l], eps)
-            x += w["w2"][l] @ (silu(w["w1"][l] @ h) * (w["w3"][l] @ h))
-        logits.append(wcls @ rmsnorm(x, w["rms_final"], eps))
+            x += project(w["w2"][l], silu(project(w["w1"][l], h)) * project(w["w3"][l], h))
+        logits.append(project(wcls, rmsnorm(x, w["rms_final"], eps)))
     return np.stack(logits)
