@@ -156,10 +156,30 @@ public enum Kernels {
         let panels = (n + Int(gemm_panel_rows()) - 1) / Int(gemm_panel_rows())
         let panelsPerChunk = max(1, (panels + 2 * workers - 1) / (2 * workers))
         let input = UncheckedSendable(xp), packed = UncheckedSendable(scratch.packedInput)
+        // GGUF blocks of a type gemm_int8.h decodes take the int8 products, from an int8 form of
+        // the input; the others the float32 ones. Each form is packed only if some product reads it.
+        let int8 = gemm_int8_available() != 0
+        var packFloat = false, packInt8 = false
+        for i in 0..<products.count {
+            if int8, case .ggml(let type, _) = products[i].weights.storage, gemm_int8_decodes(Int32(type.rawValue)) != 0 {
+                packInt8 = true
+            } else {
+                packFloat = true
+            }
+        }
+        let packed8 = UncheckedSendable(scratch.int8Input)
         let pack = { (chunk: Int, _: Int) in
             let begin = chunk * panelsPerChunk
-            gemm_pack_input(input.value, Int32(n), Int32(cols), Int32(begin), Int32(min(panels, begin + panelsPerChunk)),
-                            packed.value)
+            if packFloat {
+                gemm_pack_input(input.value, Int32(n), Int32(cols), Int32(begin), Int32(min(panels, begin + panelsPerChunk)),
+                                packed.value)
+            }
+            if packInt8 {
+                // The same input rows; int8 panels divide float32 ones.
+                let rows = Int(gemm_panel_rows())
+                gemm_int8_pack_input(input.value, Int32(n), Int32(cols), Int32(begin * rows),
+                                     Int32(min(n, (begin + panelsPerChunk) * rows)), packed8.value)
+            }
         }
         // About eight chunks per worker, so a worker slowed by another process hands work on.
         let chunkRows = max(32, (totalRows / (8 * workers) + 31) / 32 * 32)
@@ -173,6 +193,11 @@ public enum Kernels {
                 gemm_f32(packed.value, Int32(n), k, weights.pointer, begin, end, y, ldy, buffer)
             case .q8(let values, let scales, let groupSize):
                 gemm_q8(packed.value, Int32(n), k, values.pointer, scales.pointer, Int32(groupSize), begin, end, y, ldy, buffer)
+            case .ggml(let type, let bytes) where int8 && gemm_int8_decodes(Int32(type.rawValue)) != 0:
+                // Each 32-row stripe is decoded to int8 into the worker's stripe buffer.
+                let status = gemm_int8_ggml(packed8.value, Int32(n), k, Int32(type.rawValue), bytes.pointer, begin, end, y, ldy,
+                                            scratch.int8Stripe(worker))
+                precondition(status == 0, "gemm_int8_ggml refused \(type.name) × \(cols)")
             case .ggml(let type, let bytes):
                 // Each 32-row stripe is dequantized into the worker's rows before packing.
                 let rows = scratch.dequantized + worker * MatmulScratch.dequantizedRows * cols

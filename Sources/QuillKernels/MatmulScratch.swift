@@ -21,6 +21,12 @@ public final class MatmulScratch: @unchecked Sendable {
     /// Per worker, one packed weight stripe (64-byte aligned).
     private let weightBuffers: UnsafeMutableRawPointer
     private let weightBufferFloats: Int
+    /// The int8 form of the input block for GGUF block weights (gemm_int8.h), in panels: bytes
+    /// for (maxRows, maxCols), calloc'd.
+    let int8Input: UnsafeMutableRawPointer
+    /// Per worker, one decoded int8 weight stripe (gemm_int8_stripe_bytes(maxCols), 64-byte aligned).
+    private let int8Stripes: UnsafeMutableRawPointer
+    private let int8StripeBytes: Int
     /// Most weight rows one prefill chunk dequantizes.
     static let dequantizedRows = 256
 
@@ -37,7 +43,13 @@ public final class MatmulScratch: @unchecked Sendable {
         packedInput = calloc(packed, 4)!.bindMemory(to: Float.self, capacity: packed)
         weightBufferFloats = (gemm_weight_buffer_floats() + 15) / 16 * 16
         weightBuffers = UnsafeMutableRawPointer.allocate(byteCount: self.workers * weightBufferFloats * 4, alignment: 64)
+        int8Input = calloc(max(1, gemm_int8_packed_input_bytes(Int32(maxRows), Int32(maxCols))), 1)!
+        int8StripeBytes = (gemm_int8_stripe_bytes(Int32(maxCols)) + 63) / 64 * 64
+        int8Stripes = UnsafeMutableRawPointer.allocate(byteCount: max(64, self.workers * int8StripeBytes), alignment: 64)
     }
+
+    /// Worker `worker`'s decoded int8 weight stripe.
+    func int8Stripe(_ worker: Int) -> UnsafeMutableRawPointer { int8Stripes + worker * int8StripeBytes }
 
     /// Worker `worker`'s packed weight stripe.
     func weightBuffer(_ worker: Int) -> UnsafeMutablePointer<Float> {
@@ -50,5 +62,7 @@ public final class MatmulScratch: @unchecked Sendable {
         free(dequantized)
         free(packedInput)
         weightBuffers.deallocate()
+        free(int8Input)
+        int8Stripes.deallocate()
     }
 }

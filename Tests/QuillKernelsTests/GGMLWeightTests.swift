@@ -82,7 +82,12 @@ final class GGMLWeightTests: XCTestCase {
         var random = TestValues(seed: 31)
         let x = random.array(Self.inputCounts.max()! * cols)
         let wasBlocked = Kernels.blockedProductsEnabled
-        defer { Kernels.setBlockedProducts(enabled: wasBlocked) }
+        // Float32 activations throughout: the int8 prompt products are GGMLPromptProductTests' own.
+        let wasInt8 = Kernels.setInt8PromptProducts(enabled: false)
+        defer {
+            Kernels.setBlockedProducts(enabled: wasBlocked)
+            Kernels.setInt8PromptProducts(enabled: wasInt8)
+        }
         for (t, type) in GGMLType.allCases.enumerated() {
             let (w, dequantized) = randomMatrix(type, rows: rows, cols: cols, seed: 100 + UInt64(t))
             for n in Self.inputCounts {
