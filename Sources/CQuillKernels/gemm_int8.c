@@ -68,7 +68,6 @@ static inline size_t type_block_bytes(int type) {
     }
 }
 
-static inline uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 // The reference rounding of the int8 form: q = round-half-even(x · (1 / dx)), dx = max|x| / 127,
 // as q8_quantize does; a block with a NaN or an infinity gets dx = NaN and q = 0.
@@ -188,20 +187,6 @@ void gemm_int8_quantize_row(const float *x, int k, int8_t *q, float *scales) {
 // ---------------------------------------------------------------------------------------------
 // Decoding a weight stripe
 
-TARGET static inline float half(const uint8_t *p) { return _cvtsh_ss(load_u16(p)); }
-
-// Scale and min of sub-block j (0..7) of Q4_K and Q5_K from the 12 scale bytes (the layout of
-// ggml_quants.h: 6 bits each; sub-blocks 4-7 keep their top 2 bits in bytes 0-7's spare bits).
-static inline void k_scale_min(int j, const uint8_t *s, int *scale, int *min) {
-    if (j < 4) {
-        *scale = s[j] & 63;
-        *min = s[j + 4] & 63;
-    } else {
-        *scale = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-        *min = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
 TARGET static inline __m256i low_nibbles(__m256i v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
 TARGET static inline __m256i high_nibbles(__m256i v) {
     return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f));
@@ -308,39 +293,74 @@ TARGET static inline void transpose16(__m512i r[16]) {
     }
 }
 
-// The float scales (and mins) of row `row` (lane `lane` of the stripe, 0..31) for blocks
-// [j_begin, j_end) of 32 columns (for the K types, inside one block of 256) into their records,
-// exactly as the reference decoder computes them.
-TARGET __attribute__((always_inline)) static inline void decode_scales(int type, const uint8_t *row, int j_begin, int j_end, int lane, uint8_t *stripe,
-                                 size_t record) {
+// Byte `b` (0..3) of each dword, zero- or sign-extended.
+TARGET static inline __m512i byte_of(__m512i v, int b) { return _mm512_and_si512(_mm512_srli_epi32(v, 8 * b), _mm512_set1_epi32(0xFF)); }
+TARGET static inline __m512i signed_byte_of(__m512i v, int b) { return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * b), 24); }
+// The f16 in the low (high = 0) or high (high = 1) half of each dword, as float32.
+TARGET static inline __m512 half_of(__m512i v, int high) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(high ? _mm512_srli_epi32(v, 16) : v));
+}
+
+// The float scales (and mins) of 16 rows for the blocks of 32 columns [j_begin, j_end) (for the K
+// types, inside one block of 256) into their records at lane offset `h` · 16: rows are gathered
+// 4 bytes at a time (`base` is row 16h's first byte, rows `row_bytes` apart; lanes outside
+// `valid` read nothing and get 0), and every scale is computed as the reference decoder does,
+// d · scale or d (exact float32 products, the same in any lane).
+TARGET __attribute__((always_inline)) static inline void
+decode_scales(int type, const uint8_t *base, size_t row_bytes, __mmask16 valid, int j_begin, int j_end, int h,
+              uint8_t *stripe, size_t record) {
     const size_t bytes = type_block_bytes(type);
-    uint8_t *first = stripe + (size_t)j_begin * record + VALUE_BYTES;
+    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)row_bytes));
+    const __m512i zero = _mm512_setzero_si512();
+#define GATHER(offset) _mm512_mask_i32gather_epi32(zero, valid, _mm512_add_epi32(rows, _mm512_set1_epi32((int)(offset))), base, 1)
+    uint8_t *first = stripe + (size_t)j_begin * record + VALUE_BYTES + h * 64;
     switch (type) {
     case GGML_QUANT_Q8_0: case GGML_QUANT_Q4_0: case GGML_QUANT_Q5_0:
-        for (int j = j_begin; j < j_end; ++j, first += record) ((float *)(first + SCALE_OFFSET))[lane] = half(row + (size_t)j * bytes);
+        // d is the block's first 2 bytes (every block is longer than 4).
+        for (int j = j_begin; j < j_end; ++j, first += record)
+            _mm512_store_ps((float *)(first + SCALE_OFFSET), half_of(GATHER((size_t)j * bytes), 0));
         break;
     case GGML_QUANT_Q4_K: case GGML_QUANT_Q5_K: {
-        const uint8_t *b = row + (size_t)(j_begin / 8) * bytes;
-        const float d = half(b), dmin = half(b + 2);
+        // Bytes 0-15: d, dmin, then the 12 scale bytes s[0..11] (ggml_quants.h): sub-block j < 4
+        // has scale s[j] & 63 and min s[j + 4] & 63; sub-block j ≥ 4 has the nibbles of s[j + 4]
+        // (scale low, min high) with top bits s[j − 4] >> 6 (scale) and s[j] >> 6 (min).
+        const size_t offset = (size_t)(j_begin / 8) * bytes;
+        const __m512i dd = GATHER(offset), s0 = GATHER(offset + 4), s4 = GATHER(offset + 8), s8 = GATHER(offset + 12);
+        const __m512 d = half_of(dd, 0), dmin = half_of(dd, 1);
+        const __m512i low6 = _mm512_set1_epi32(63), low4 = _mm512_set1_epi32(15), top2 = _mm512_set1_epi32(3);
         for (int j = j_begin; j < j_end; ++j, first += record) {
-            int scale, min;
-            k_scale_min(j % 8, b + 4, &scale, &min);
-            ((float *)(first + SCALE_OFFSET))[lane] = d * (float)scale;
-            ((float *)(first + GROUP_BYTES))[lane] = dmin * (float)min;
+            const int b = j % 4;
+            __m512i scale, min;
+            if (j % 8 < 4) {
+                scale = _mm512_and_si512(byte_of(s0, b), low6);
+                min = _mm512_and_si512(byte_of(s4, b), low6);
+            } else {
+                scale = _mm512_or_si512(_mm512_and_si512(byte_of(s8, b), low4),
+                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(byte_of(s0, b), 6), top2), 4));
+                min = _mm512_or_si512(_mm512_srli_epi32(byte_of(s8, b), 4),
+                                      _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(byte_of(s4, b), 6), top2), 4));
+            }
+            _mm512_store_ps((float *)(first + SCALE_OFFSET), _mm512_mul_ps(d, _mm512_cvtepi32_ps(scale)));
+            _mm512_store_ps((float *)(first + GROUP_BYTES), _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(min)));
         }
         break;
     }
-    default: { // Q6_K: sub-blocks of 16, two per block of 32.
-        const uint8_t *b = row + (size_t)(j_begin / 8) * bytes;
-        const int8_t *sc = (const int8_t *)(b + 192);
-        const float d = half(b + 208);
+    default: { // Q6_K: int8 scales sc[16] at byte 192, d at 208; sub-blocks of 16, two per block of 32.
+        const size_t offset = (size_t)(j_begin / 8) * bytes;
+        const __m512i sc[4] = {GATHER(offset + 192), GATHER(offset + 196), GATHER(offset + 200), GATHER(offset + 204)};
+        const __m512 d = half_of(GATHER(offset + 206), 1);
         for (int j = j_begin; j < j_end; ++j, first += record) {
-            ((float *)(first + SCALE_OFFSET))[lane] = d * (float)sc[2 * (j % 8)];
-            ((float *)(first + GROUP_BYTES + SCALE_OFFSET))[lane] = d * (float)sc[2 * (j % 8) + 1];
+            const int index = 2 * (j % 8);
+            _mm512_store_ps((float *)(first + SCALE_OFFSET),
+                            _mm512_mul_ps(d, _mm512_cvtepi32_ps(signed_byte_of(sc[index / 4], index % 4))));
+            _mm512_store_ps((float *)(first + GROUP_BYTES + SCALE_OFFSET),
+                            _mm512_mul_ps(d, _mm512_cvtepi32_ps(signed_byte_of(sc[index / 4], index % 4 + 1))));
         }
         break;
     }
     }
+#undef GATHER
 }
 
 // Decodes weight rows [row0, row0 + rows) (rows ≤ STRIPE) into the stripe's records; lanes past
@@ -379,16 +399,12 @@ decode_stripe_type(int type, const uint8_t *blocks, size_t row_bytes, int k, int
             }
         }
         const int j_begin = 2 * c0, j_end = 2 * c0 + 8 < blocks32 ? 2 * c0 + 8 : blocks32;
-        for (int lane = 0; lane < STRIPE; ++lane) {
-            if (lane < rows) {
-                decode_scales(type, blocks + (size_t)(row0 + lane) * row_bytes, j_begin, j_end, lane, stripe, record);
-                continue;
-            }
-            for (int j = j_begin; j < j_end; ++j) {
-                uint8_t *r = stripe + (size_t)j * record + VALUE_BYTES;
-                for (int g = 0; g < groups; ++g) ((float *)(r + g * GROUP_BYTES + SCALE_OFFSET))[lane] = 0;
-                if (type_mins(type)) ((float *)(r + groups * GROUP_BYTES))[lane] = 0;
-            }
+        for (int h = 0; h < 2; ++h) {
+            // Lanes without a row read nothing and get zero scales (their values are zeros).
+            const int valid = rows - 16 * h;
+            const __mmask16 mask = valid >= 16 ? 0xFFFF : valid > 0 ? (__mmask16)((1u << valid) - 1) : 0;
+            decode_scales(type, blocks + (size_t)(row0 + (valid > 0 ? 16 * h : 0)) * row_bytes, row_bytes, mask,
+                          j_begin, j_end, h, stripe, record);
         }
     }
 }
