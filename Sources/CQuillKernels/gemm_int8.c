@@ -3,6 +3,7 @@
 #include "gemm_kernels.h"
 #include "ggml_quants.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -68,9 +69,19 @@ static inline size_t type_block_bytes(int type) {
     }
 }
 
+// The scale dx of a block whose largest |x| is `largest`: largest / 127 as q8_quantize computes
+// it, NaN for a block with a NaN or an infinity. Below the normal range that quotient may round
+// down (or to 0) by a large fraction of itself, and then |x| / dx would pass 127: there it is
+// rounded up to the next float instead, so that every block keeps |q| ≤ 127 and |q·dx − x| ≤ dx/2.
+static inline float block_scale(float largest, int finite) {
+    if (!finite) return NAN;
+    float d = largest / 127.0f;
+    if (d < FLT_MIN && (double)d * 127 < (double)largest) d = nextafterf(d, INFINITY);
+    return d;
+}
 
-// The reference rounding of the int8 form: q = round-half-even(x · (1 / dx)), dx = max|x| / 127,
-// as q8_quantize does; a block with a NaN or an infinity gets dx = NaN and q = 0.
+// The reference rounding of the int8 form: q = round-half-even(x · (1 / dx)); a block with a NaN
+// or an infinity gets q = 0. When 1 / dx overflows (max|x| under about 3.7e-37), x / dx instead.
 static void quantize_block_portable(const float *x, int8_t *q, float *scale, int32_t *sum) {
     float largest = 0;
     int finite = 1;
@@ -78,11 +89,11 @@ static void quantize_block_portable(const float *x, int8_t *q, float *scale, int
         largest = fmaxf(largest, fabsf(x[i]));
         finite &= isfinite(x[i]) != 0;
     }
-    const float d = finite ? largest / 127.0f : NAN;
+    const float d = block_scale(largest, finite);
     const float inverse = finite && d > 0 ? 1.0f / d : 0.0f;
     int32_t total = 0;
     for (int i = 0; i < QB; ++i) {
-        q[i] = (int8_t)nearbyintf(x[i] * inverse);
+        q[i] = (int8_t)nearbyintf(isinf(inverse) ? x[i] / d : x[i] * inverse);
         total += q[i];
     }
     *scale = d;
@@ -125,11 +136,19 @@ TARGET static inline void quantize_block(const float *x, __m256i *q, float *scal
     const __mmask16 finite0 = _mm512_cmp_ps_mask(_mm512_sub_ps(x0, x0), _mm512_setzero_ps(), _CMP_EQ_OQ);
     const __mmask16 finite1 = _mm512_cmp_ps_mask(_mm512_sub_ps(x1, x1), _mm512_setzero_ps(), _CMP_EQ_OQ);
     const int finite = finite0 == 0xFFFF && finite1 == 0xFFFF;
-    const float d = finite ? largest / 127.0f : NAN;
-    const __m512 inverse = _mm512_set1_ps(finite && d > 0 ? 1.0f / d : 0.0f);
-    const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(x0, inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(x1, inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // |q| ≤ 127: x · (127 / max|x|) rounds to at most 127 (127 + one rounding stays below 127.5).
+    const float d = block_scale(largest, finite);
+    const float inverse = finite && d > 0 ? 1.0f / d : 0.0f;
+    __m512 y0, y1;
+    if (isinf(inverse)) {
+        y0 = _mm512_div_ps(x0, _mm512_set1_ps(d));
+        y1 = _mm512_div_ps(x1, _mm512_set1_ps(d));
+    } else {
+        y0 = _mm512_mul_ps(x0, _mm512_set1_ps(inverse));
+        y1 = _mm512_mul_ps(x1, _mm512_set1_ps(inverse));
+    }
+    const __m512i q0 = _mm512_cvt_roundps_epi32(y0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i q1 = _mm512_cvt_roundps_epi32(y1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // |q| ≤ 127: x · (1 / dx) is at most 127 plus three roundings, well below 127.5.
     *q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)), _mm512_cvtepi32_epi8(q1), 1);
     *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
     *scale = d;

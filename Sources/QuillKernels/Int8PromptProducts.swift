@@ -15,8 +15,10 @@ extension Kernels {
     public static func setInt8PromptProducts(enabled: Bool) -> Bool { gemm_int8_force(enabled ? 1 : 0) != 0 }
 
     /// The int8 form the int8 prompt products give an input row (`row.count` a multiple of 32):
-    /// per block of 32, `scales[j]` = max|x| / 127 (NaN if the block holds a NaN or an infinity)
-    /// and `values` = x / scale rounded half to even (0 in a NaN block), so x ≈ values · scale.
+    /// per block of 32, `scales[j]` = max|x| / 127 (NaN if the block holds a NaN or an infinity;
+    /// below the normal range rounded up if needed so that |values| ≤ 127) and `values` =
+    /// x · (1 / scale) rounded half to even (x / scale if 1 / scale overflows; 0 in a NaN block),
+    /// so x ≈ values · scale.
     public static func int8PromptForm(of row: [Float]) -> (values: [Int8], scales: [Float]) {
         precondition(row.count % 32 == 0, "the int8 form takes blocks of 32 values, got \(row.count)")
         var values = [Int8](repeating: 0, count: row.count)

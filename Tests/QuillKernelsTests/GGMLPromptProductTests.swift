@@ -83,13 +83,18 @@ final class GGMLPromptProductTests: XCTestCase {
         return y.array()
     }
 
-    /// The int8 form is x / scale rounded half to even with scale = max|x| / 127 per block of 32
-    /// (all in float32, as a plain loop computes it); an all-zero block has scale 0 and zeros; a
-    /// block with a NaN or an infinity has a NaN scale and zeros.
+    /// The int8 form is x · (1 / scale) rounded half to even with scale = max|x| / 127 per block
+    /// of 32 (all in float32, as a plain loop computes it; x / scale for blocks so small that
+    /// 1 / scale overflows); an all-zero block has scale 0 and zeros; a block with a NaN or an
+    /// infinity has a NaN scale and zeros.
     func testInt8FormIsTheRoundedScaledInput() {
         var random = TestValues(seed: 51)
-        var x = (0..<640).map { i in random.next() * Float(sign: .plus, exponent: i / 32 - 8, significand: 1) }
+        // Blocks of sizes 2⁻⁸ … 2¹¹, one of zeros, two tiny ones (1 / scale overflows; the scale
+        // is subnormal and would round below max|x| / 127).
+        var x = (0..<704).map { i in random.next() * Float(sign: .plus, exponent: i / 32 - 8, significand: 1) }
         for i in 64..<96 { x[i] = 0 }
+        for i in 640..<672 { x[i] = random.next() * 1e-38 }
+        for i in 672..<704 { x[i] = random.next() * 1e-43 }
         x[130] = .nan
         x[200] = -.infinity
         let (values, scales) = Kernels.int8PromptForm(of: x)
@@ -101,11 +106,20 @@ final class GGMLPromptProductTests: XCTestCase {
                 continue
             }
             let largest = part.map(abs).max()!
-            let scale = largest / 127
+            var scale = largest / 127
+            // Subnormal: rounded up if it fell below max|x| / 127, so that |q| ≤ 127.
+            if scale < .leastNormalMagnitude && Double(scale) * 127 < Double(largest) { scale = scale.nextUp }
             let inverse: Float = scale > 0 ? 1 / scale : 0
             XCTAssertEqual(scales[block].bitPattern, scale.bitPattern, "block \(block) scale")
+            XCTAssert(values[block * 32..<(block + 1) * 32].allSatisfy { abs(Int($0)) <= 127 }, "block \(block)")
             for i in block * 32..<(block + 1) * 32 {
-                XCTAssertEqual(values[i], Int8((x[i] * inverse).rounded(.toNearestOrEven)), "value \(i) (\(x[i]))")
+                let scaled = inverse.isInfinite ? x[i] / scale : x[i] * inverse
+                XCTAssertEqual(values[i], Int8(scaled.rounded(.toNearestOrEven)), "value \(i) (\(x[i]))")
+            }
+            // The int8 error bound of the next tests: |q · scale − x| ≤ scale / 2 + 3 · 2⁻²⁴ · max|x|.
+            for i in block * 32..<(block + 1) * 32 {
+                XCTAssertLessThanOrEqual(abs(Double(values[i]) * Double(scale) - Double(x[i])),
+                                         Double(scale) / 2 + 3 * 0x1p-24 * Double(largest), "value \(i) (\(x[i]))")
             }
         }
     }

@@ -11,7 +11,9 @@
 //
 // What is computed, for input row b and weight row r, over the k/32 blocks j of 32 columns:
 //   y[b][r] = Σ_j dx[b][j] · Σ_s dw[r][s] · (Σ_{i ∈ s} q[r][i] · qx[b][i])  −  Σ_j m[r][j] · dx[b][j] · Σ_{i ∈ j} qx[b][i]
-// with qx = round(x / dx), dx = max|x| / 127 over the block (the input's int8 form), q the weight's
+// with qx = x · (1 / dx) rounded half to even, dx = max|x| / 127 over the block (the input's int8
+// form; below float32's normal range dx is rounded up so that |qx| ≤ 127, and x / dx is used
+// where 1 / dx overflows), q the weight's
 // integer values (centred: Q8_0 q, Q4_0 q − 8, Q5_0 q − 16, Q6_K q − 32, Q4_K/Q5_K q), s the
 // weight's sub-blocks inside block j (one of 32 values, or two of 16 for Q6_K), dw its float32
 // scale exactly as the reference decoder computes it (d, or d · scale), m the K types' min
