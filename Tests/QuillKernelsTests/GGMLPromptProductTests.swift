@@ -229,6 +229,36 @@ final class GGMLPromptProductTests: XCTestCase {
         }
     }
 
+    /// F32, F16 and BF16 weights (unaligned) keep float32 activations in prompt blocks, converted
+    /// while the blocked products pack them: the same bits as the float32 matrix of their values.
+    /// (sgemm, without AVX-512, makes no promise about bits across chunkings; there the float64
+    /// checks of GGMLWeightTests hold.)
+    func testFloatTypesAreTheSameBitsAsTheirFloat32Matrix() throws {
+        guard Kernels.blockedProductsEnabled else { throw XCTSkip("no AVX-512: prompt blocks use sgemm") }
+        var random = TestValues(seed: 1200)
+        for type in [GGMLType.f32, .f16, .bf16] {
+            for (rows, cols) in [(77, 512), (40, 200)] {
+                let values = random.array(rows * cols)
+                var bytes = [UInt8]()
+                for value in values {
+                    switch type {
+                    case .f32: bytes += withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init)
+                    case .f16: bytes += withUnsafeBytes(of: Float16(value).bitPattern.littleEndian, Array.init)
+                    default: bytes += withUnsafeBytes(of: UInt16(value.bitPattern >> 16).littleEndian, Array.init)
+                    }
+                }
+                let view = ByteBuffer([0, 0, 0] + bytes).view.slice(offset: 3, count: bytes.count)
+                let w = WeightMatrix(rows: rows, cols: cols, storage: .ggml(type, view))
+                let float32 = matrix(GGMLQuants.dequantize(type, bytes: view, count: rows * cols), rows: rows, cols: cols)
+                for n in Self.inputCounts {
+                    let x = activations(n: n, cols: cols, seed: 1201)
+                    XCTAssertEqual(product(w, x, n: n, workers: 2).map(\.bitPattern), product(float32, x, n: n, workers: 2).map(\.bitPattern),
+                                   "\(type.name) \(rows) × \(cols), n \(n)")
+                }
+            }
+        }
+    }
+
     /// An input row with a NaN (or an infinity) in one block gives NaN in every output of that row,
     /// never a finite number; the other rows are the same bits as without it.
     func testNonFiniteInputsPropagateToTheirRowOnly() {
