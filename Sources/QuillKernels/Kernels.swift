@@ -175,7 +175,8 @@ public enum Kernels {
                                 packed.value)
             }
             if packInt8 {
-                // The same input rows; int8 panels divide float32 ones.
+                // The same input rows; int8 panels divide float32 ones. cols is a multiple of 32,
+                // as every row of those GGUF types is.
                 let rows = Int(gemm_panel_rows())
                 gemm_int8_pack_input(input.value, Int32(n), Int32(cols), Int32(begin * rows),
                                      Int32(min(n, (begin + panelsPerChunk) * rows)), packed8.value)
