@@ -1,8 +1,10 @@
 #include "gemm_kernels.h"
 
 #include "ggml_matmul.h"
+#include "ggml_quants.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -22,18 +24,34 @@ size_t gemm_packed_input_floats(int n, int k) {
 
 size_t gemm_weight_buffer_floats(void) { return (size_t)STRIPE * DEPTH; }
 
-// Where the weights come from: float32 rows, or int8 rows with a scale per group.
+// Where the weights come from: float32 rows, int8 rows with a scale per group, or GGUF F32, F16
+// or BF16 rows (`raw`, any alignment, of ggml type `raw_type`), converted while packing.
 typedef struct {
     const float *f32;
     const int8_t *q8;
     const float *scales;
     int group;
     int k;
+    const uint8_t *raw;
+    int raw_type;
 } weight_source;
+
+// Bytes per value of a `raw` source.
+static inline int raw_bytes(const weight_source *w) { return w->raw_type == GGML_QUANT_F32 ? 4 : 2; }
 
 static inline float weight_at(const weight_source *w, int row, int col) {
     const size_t index = (size_t)row * w->k + col;
     if (w->f32) return w->f32[index];
+    if (w->raw) {
+        // The exact conversions of ggml_quants.h (a half's NaN quieted as F16C does).
+        const uint8_t *p = w->raw + index * raw_bytes(w);
+        if (w->raw_type == GGML_QUANT_F16) return ggml_fp16_to_fp32((uint16_t)(p[0] | (p[1] << 8)));
+        uint32_t bits = w->raw_type == GGML_QUANT_BF16 ? (uint32_t)(p[0] | (p[1] << 8)) << 16
+                                                       : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        float value;
+        memcpy(&value, &bits, sizeof value);
+        return value;
+    }
     return (float)w->q8[index] * w->scales[index / w->group];
 }
 
@@ -90,6 +108,13 @@ __attribute__((target("avx512f")))
 static inline __m512 load_weights16(const weight_source *w, int row, int col) {
     const size_t index = (size_t)row * w->k + col;
     if (w->f32) return _mm512_loadu_ps(w->f32 + index);
+    if (w->raw) {
+        const uint8_t *p = w->raw + index * raw_bytes(w);
+        if (w->raw_type == GGML_QUANT_F32) return _mm512_loadu_ps((const float *)p);
+        const __m256i halves = _mm256_loadu_si256((const __m256i *)p);
+        if (w->raw_type == GGML_QUANT_F16) return _mm512_cvtph_ps(halves);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(halves), 16));  // BF16
+    }
     const __m512 values = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(w->q8 + index))));
     return _mm512_mul_ps(values, _mm512_set1_ps(w->scales[index / w->group]));
 }
@@ -98,7 +123,7 @@ static inline __m512 load_weights16(const weight_source *w, int row, int col) {
 // out[kk · STRIPE + j], zero beyond `rows`, so the kernel reads one aligned stripe row per k.
 __attribute__((target("avx512f")))
 static void pack_stripe(const weight_source *w, int row0, int rows, int col0, int depth, float *out) {
-    const int vector_groups = w->f32 || w->group % 16 == 0;
+    const int vector_groups = w->f32 || w->raw || w->group % 16 == 0;
     if (rows == STRIPE && depth % 16 == 0 && vector_groups) {
         for (int half = 0; half < 2; ++half)
             for (int k0 = 0; k0 < depth; k0 += 16) {
@@ -170,11 +195,11 @@ __attribute__((target("avx512f")))
 static inline void prefetch_next(const weight_source *w, int row0, int rows, int col0, int depth,
                                  int panel, int panels) {
     if (rows <= 0) return;
-    const int element = w->f32 ? 4 : 1;
+    const int element = w->f32 ? 4 : w->raw ? raw_bytes(w) : 1;
     const int lines_per_row = (depth * element + 63) / 64;
     const int total = rows * lines_per_row;
     const int from = (int)((long)total * panel / panels), to = (int)((long)total * (panel + 1) / panels);
-    const char *base = w->f32 ? (const char *)w->f32 : (const char *)w->q8;
+    const char *base = w->f32 ? (const char *)w->f32 : w->raw ? (const char *)w->raw : (const char *)w->q8;
     for (int line = from; line < to; ++line) {
         const int r = line / lines_per_row, l = line % lines_per_row;
         _mm_prefetch(base + ((size_t)(row0 + r) * w->k + col0) * element + (size_t)l * 64, _MM_HINT_T1);
@@ -210,21 +235,27 @@ static void gemm_run(const float *packed, int n, int k, const weight_source *w, 
 void gemm_f32(const float *packed, int n, int k, const float *w, int row_begin, int row_end,
               float *y, int ldy, float *buffer) {
     if (!gemm_available()) return;
-    const weight_source source = {w, NULL, NULL, 1, k};
+    const weight_source source = {w, NULL, NULL, 1, k, NULL, 0};
     gemm_run(packed, n, k, &source, row_begin, row_end, y, ldy, buffer);
 }
 
 void gemm_q8(const float *packed, int n, int k, const int8_t *w, const float *scales, int group,
              int row_begin, int row_end, float *y, int ldy, float *buffer) {
     if (!gemm_available()) return;
-    const weight_source source = {NULL, w, scales, group, k};
+    const weight_source source = {NULL, w, scales, group, k, NULL, 0};
     gemm_run(packed, n, k, &source, row_begin, row_end, y, ldy, buffer);
 }
 
 int gemm_ggml(const float *packed, int n, int k, int type, const void *blocks, int row_begin, int row_end,
               float *y, int ldy, float *buffer, float *rows_buffer) {
     if (!gemm_available()) return 0;
-    const weight_source source = {rows_buffer, NULL, NULL, 1, k};
+    if (type == GGML_QUANT_F32 || type == GGML_QUANT_F16 || type == GGML_QUANT_BF16) {
+        // One value per element: converted while packing, with no float32 copy of the rows.
+        const weight_source source = {NULL, NULL, NULL, 1, k, (const uint8_t *)blocks, type};
+        gemm_run(packed, n, k, &source, row_begin, row_end, y, ldy, buffer);
+        return 0;
+    }
+    const weight_source source = {rows_buffer, NULL, NULL, 1, k, NULL, 0};
     for (int row0 = row_begin; row0 < row_end; row0 += STRIPE) {
         const int rows = row_end - row0 < STRIPE ? row_end - row0 : STRIPE;
         if (ggml_dequantize_rows(type, blocks, k, row0, row0 + rows, rows_buffer) != 0) return -1;

@@ -39,32 +39,6 @@ static inline act_row act_view(const void *base, int k) {
     return a;
 }
 
-// A stripe of 8 weight rows unpacked for the prompt-block products (G = k / 32 groups of 32):
-//   values   uint8 (G, 8 steps, 8 rows, 4)  row r's values 4g ..< 4g + 4 of group j at
-//                                            [j][g][r]: one int32 lane per row
-//   scale_a  float (G, 8 rows)   the scale of values 0..15 of each group (d, d · scale)
-//   scale_b  float (G, 8 rows)   of values 16..31 (differs from scale_a only for Q6_K)
-//   mins     float (G, 8 rows)   dmin · min for Q4_K and Q5_K, else 0
-typedef struct {
-    uint8_t *values;
-    float *scale_a, *scale_b, *mins;
-} stripe_view;
-
-static inline stripe_view stripe_at(uint8_t *base, int k) {
-    const int groups = k / 32;
-    stripe_view s;
-    s.values = base;
-    s.scale_a = (float *)(base + (size_t)groups * 256);
-    s.scale_b = s.scale_a + 8 * groups;
-    s.mins = s.scale_b + 8 * groups;
-    return s;
-}
-
-size_t ggml_blocked_buffer_bytes(int k) {
-    // One row unpacked (k bytes), then the stripe.
-    return (size_t)k + (size_t)(k / 32) * (256 + 3 * 8 * sizeof(float)) + 64;
-}
-
 size_t ggml_activation_row_bytes(int k) {
     const size_t nb = (size_t)k / 32;
     return (nb * (32 + 4 + 4 + 4 + 32) + 63) / 64 * 64;
@@ -353,25 +327,6 @@ int ggml_fast_force_kernel(const char *name) {
 }
 
 const char *ggml_fast_kernel_name(void) { return choose()->name; }
-
-int ggml_blocked_available(void) {
-#if defined(__x86_64__)
-    return choose() == &avx512vnni_set;
-#else
-    return 0;
-#endif
-}
-
-int ggml_matmul_blocked(int type, const void *blocks, int k, const void *activations, size_t activation_stride, int n,
-                        int row_begin, int row_end, float *y, int ldy, void *buffer) {
-    const size_t row_bytes = ggml_row_bytes(type, k);
-    if (ggml_fast_activation_kind(type) != 1 || row_bytes == 0 || !ggml_blocked_available()) return -1;
-#if defined(__x86_64__)
-    blocked_avx512vnni(type, (const uint8_t *)blocks, row_bytes, k, (const uint8_t *)activations, activation_stride, n,
-                       row_begin, row_end, y, ldy, buffer);
-#endif
-    return 0;
-}
 
 int ggml_matmul_fast(int type, const void *blocks, int k, const float *x, const void *activations,
                      size_t activation_stride, int batch, int row_begin, int row_end, float *y, int ldy) {

@@ -163,32 +163,34 @@ public enum Kernels {
         scratch: MatmulScratch, pool: WorkerPool?
     ) {
         let workers = pool?.workers ?? 1
-        // Quantized GGUF blocks multiply int8 input blocks (ggml_matmul_blocked) where this CPU
-        // has the AVX-512 VNNI kernel: measured 1.5–2.3× faster than dequantizing into the float32
-        // product. Their input is quantized once, in parallel; the packed float input is only
-        // made if another product needs it.
-        var int8Products = 0
-        for i in 0..<products.count {
-            if case .ggml(let type, _) = products[i].weights.storage, int8Blocked(type, cols: cols) { int8Products += 1 }
-        }
-        if int8Products > 0 {
-            let input = UncheckedSendable(xp), activations = UncheckedSendable(scratch.ggmlActivations)
-            let stride = scratch.ggmlActivationStride, rowsPerChunk = (n + 2 * workers - 1) / (2 * workers)
-            let quantize = { (chunk: Int, _: Int) in
-                for b in chunk * rowsPerChunk..<min(n, (chunk + 1) * rowsPerChunk) {
-                    ggml_quantize_activations(input.value + b * cols, Int32(cols), activations.value + b * stride)
-                }
-            }
-            let quantizeChunks = (n + rowsPerChunk - 1) / rowsPerChunk
-            if let pool, workers > 1 { pool.run(chunks: quantizeChunks, quantize) } else { for c in 0..<quantizeChunks { quantize(c, 0) } }
-        }
-        let panels = int8Products == products.count ? 0 : (n + Int(gemm_panel_rows()) - 1) / Int(gemm_panel_rows())
+        let panels = (n + Int(gemm_panel_rows()) - 1) / Int(gemm_panel_rows())
         let panelsPerChunk = max(1, (panels + 2 * workers - 1) / (2 * workers))
         let input = UncheckedSendable(xp), packed = UncheckedSendable(scratch.packedInput)
+        // GGUF blocks of a type gemm_int8.h decodes take the int8 products, from an int8 form of
+        // the input; the others the float32 ones. Each form is packed only if some product reads it.
+        let int8 = gemm_int8_available() != 0
+        var packFloat = false, packInt8 = false
+        for i in 0..<products.count {
+            if int8, case .ggml(let type, _) = products[i].weights.storage, gemm_int8_decodes(Int32(type.rawValue)) != 0 {
+                packInt8 = true
+            } else {
+                packFloat = true
+            }
+        }
+        let packed8 = UncheckedSendable(scratch.int8Input)
         let pack = { (chunk: Int, _: Int) in
             let begin = chunk * panelsPerChunk
-            gemm_pack_input(input.value, Int32(n), Int32(cols), Int32(begin), Int32(min(panels, begin + panelsPerChunk)),
-                            packed.value)
+            if packFloat {
+                gemm_pack_input(input.value, Int32(n), Int32(cols), Int32(begin), Int32(min(panels, begin + panelsPerChunk)),
+                                packed.value)
+            }
+            if packInt8 {
+                // The same input rows; int8 panels divide float32 ones. cols is a multiple of 32,
+                // as every row of those GGUF types is.
+                let rows = Int(gemm_panel_rows())
+                gemm_int8_pack_input(input.value, Int32(n), Int32(cols), Int32(begin * rows),
+                                     Int32(min(n, (begin + panelsPerChunk) * rows)), packed8.value)
+            }
         }
         // About eight chunks per worker, so a worker slowed by another process hands work on.
         let chunkRows = max(32, (totalRows / (8 * workers) + 31) / 32 * 32)
@@ -202,11 +204,11 @@ public enum Kernels {
                 gemm_f32(packed.value, Int32(n), k, weights.pointer, begin, end, y, ldy, buffer)
             case .q8(let values, let scales, let groupSize):
                 gemm_q8(packed.value, Int32(n), k, values.pointer, scales.pointer, Int32(groupSize), begin, end, y, ldy, buffer)
-            case .ggml(let type, let bytes) where int8Blocked(type, cols: cols):
-                let status = ggml_matmul_blocked(Int32(type.rawValue), bytes.pointer, k, scratch.ggmlActivations,
-                                                 scratch.ggmlActivationStride, Int32(n), begin, end, y, ldy,
-                                                 scratch.ggmlStripe(worker))
-                precondition(status == 0, "ggml_matmul_blocked refused \(type.name) × \(cols)")
+            case .ggml(let type, let bytes) where int8 && gemm_int8_decodes(Int32(type.rawValue)) != 0:
+                // Each 32-row stripe is decoded to int8 into the worker's stripe buffer.
+                let status = gemm_int8_ggml(packed8.value, Int32(n), k, Int32(type.rawValue), bytes.pointer, begin, end, y, ldy,
+                                            scratch.int8Stripe(worker))
+                precondition(status == 0, "gemm_int8_ggml refused \(type.name) × \(cols)")
             case .ggml(let type, let bytes):
                 // Each 32-row stripe is dequantized into the worker's rows before packing.
                 let rows = scratch.dequantized + worker * MatmulScratch.dequantizedRows * cols
@@ -330,12 +332,6 @@ public enum Kernels {
     /// not tile: the dequantizing path).
     static func fastKernel(_ type: GGMLType, cols: Int) -> Int {
         cols % 32 == 0 ? Int(ggml_fast_activation_kind(Int32(type.rawValue))) : -1
-    }
-
-    /// Whether prompt blocks multiply `type` with `cols` columns as int8 blocks
-    /// (ggml_matmul_blocked), on CPUs with its AVX-512 VNNI kernel.
-    static func int8Blocked(_ type: GGMLType, cols: Int) -> Bool {
-        fastKernel(type, cols: cols) == 1 && ggml_blocked_available() != 0
     }
 
     /// The name of the streaming path for GGUF block weights ("avx512vnni", "avxvnni", "avx2",

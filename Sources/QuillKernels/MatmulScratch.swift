@@ -23,6 +23,12 @@ public final class MatmulScratch: @unchecked Sendable {
     /// Per worker, one packed weight stripe (64-byte aligned).
     private let weightBuffers: UnsafeMutableRawPointer
     private let weightBufferFloats: Int
+    /// The int8 form of the input block for GGUF block weights (gemm_int8.h), in panels: bytes
+    /// for (maxRows, maxCols), calloc'd.
+    let int8Input: UnsafeMutableRawPointer
+    /// Per worker, one decoded int8 weight stripe (gemm_int8_stripe_bytes(maxCols), 64-byte aligned).
+    private let int8Stripes: UnsafeMutableRawPointer
+    private let int8StripeBytes: Int
     /// Most weight rows one prefill chunk dequantizes.
     static let dequantizedRows = 256
     /// (maxRows, ggmlActivationStride) bytes: input rows quantized by ggml_quantize_activations
@@ -30,10 +36,6 @@ public final class MatmulScratch: @unchecked Sendable {
     let ggmlActivations: UnsafeMutableRawPointer
     /// Bytes of one quantized input row of `maxCols` values.
     let ggmlActivationStride: Int
-    /// Per worker, `ggmlStripeBytes` for the int8 prompt-block products (ggml_matmul_blocked):
-    /// 8 weight rows unpacked.
-    private let ggmlStripes: UnsafeMutableRawPointer
-    private let ggmlStripeBytes: Int
 
     public init(maxRows: Int, maxCols: Int, workers: Int = 1) {
         self.maxRows = maxRows
@@ -50,12 +52,13 @@ public final class MatmulScratch: @unchecked Sendable {
         weightBuffers = UnsafeMutableRawPointer.allocate(byteCount: self.workers * weightBufferFloats * 4, alignment: 64)
         ggmlActivationStride = ggml_activation_row_bytes(Int32(maxCols / 32 * 32))
         ggmlActivations = UnsafeMutableRawPointer.allocate(byteCount: max(1, maxRows * ggmlActivationStride), alignment: 64)
-        ggmlStripeBytes = (ggml_blocked_buffer_bytes(Int32(maxCols / 32 * 32)) + 63) / 64 * 64
-        ggmlStripes = UnsafeMutableRawPointer.allocate(byteCount: self.workers * ggmlStripeBytes, alignment: 64)
+        int8Input = calloc(max(1, gemm_int8_packed_input_bytes(Int32(maxRows), Int32(maxCols))), 1)!
+        int8StripeBytes = (gemm_int8_stripe_bytes(Int32(maxCols)) + 63) / 64 * 64
+        int8Stripes = UnsafeMutableRawPointer.allocate(byteCount: max(64, self.workers * int8StripeBytes), alignment: 64)
     }
 
-    /// Worker `worker`'s buffer for ggml_matmul_blocked.
-    func ggmlStripe(_ worker: Int) -> UnsafeMutableRawPointer { ggmlStripes + worker * ggmlStripeBytes }
+    /// Worker `worker`'s decoded int8 weight stripe.
+    func int8Stripe(_ worker: Int) -> UnsafeMutableRawPointer { int8Stripes + worker * int8StripeBytes }
 
     /// Worker `worker`'s packed weight stripe.
     func weightBuffer(_ worker: Int) -> UnsafeMutablePointer<Float> {
@@ -69,6 +72,7 @@ public final class MatmulScratch: @unchecked Sendable {
         free(packedInput)
         weightBuffers.deallocate()
         ggmlActivations.deallocate()
-        ggmlStripes.deallocate()
+        free(int8Input)
+        int8Stripes.deallocate()
     }
 }

@@ -85,8 +85,8 @@ final class GGMLFastProductTests: XCTestCase {
     }
 
     /// Prompt blocks (more than 16 rows, not `independentRows`): with the blocked products on,
-    /// quantized types take the int8 blocked kernel where the CPU has it (8 weight rows at a
-    /// time, so 13 and 70 rows end in partial stripes); every output within the same bounds.
+    /// quantized types take the int8 prompt products where the CPU has them (gemm_int8.h; 32-row
+    /// stripes, so 13 and 70 rows end in partial stripes); every output within the same bounds.
     func testPromptBlocksMatchReferences() {
         var random = TestValues(seed: 47)
         let wasBlocked = Kernels.blockedProductsEnabled

@@ -78,14 +78,20 @@ final class GGMLWeightTests: XCTestCase {
     /// tolerance is twice the worst case; a wrong weight, a wrong row or a lost block is far
     /// outside it. Streaming products of the quantized types read the input as int8 blocks
     /// (ggml_dot.h), which adds at most Σ_blocks 0.501 · scale · Σ|w| (half a step of each
-    /// block's int8 grid, see GGMLFastProductTests); so do prompt blocks on CPUs with AVX-512
-    /// VNNI (ggml_matmul_blocked). That term is added for every quantized type.
+    /// block's int8 grid, see GGMLFastProductTests). That term is added for every quantized
+    /// type. Prompt blocks on CPUs with AVX-512 VNNI would take the int8 prompt products
+    /// (gemm_int8.h); they are switched off here and checked in GGMLPromptProductTests.
     func testProductsMatchTheFloat64ProductOfTheDequantizedMatrix() {
         let (rows, cols) = (Self.rows, Self.cols)
         var random = TestValues(seed: 31)
         let x = random.array(Self.inputCounts.max()! * cols)
         let wasBlocked = Kernels.blockedProductsEnabled
-        defer { Kernels.setBlockedProducts(enabled: wasBlocked) }
+        // Float32 activations throughout: the int8 prompt products are GGMLPromptProductTests' own.
+        let wasInt8 = Kernels.setInt8PromptProducts(enabled: false)
+        defer {
+            Kernels.setBlockedProducts(enabled: wasBlocked)
+            Kernels.setInt8PromptProducts(enabled: wasInt8)
+        }
         for (t, type) in GGMLType.allCases.enumerated() {
             let (w, dequantized) = randomMatrix(type, rows: rows, cols: cols, seed: 100 + UInt64(t))
             for n in Self.inputCounts {

@@ -5,5 +5,6 @@
 #include "ggml_matmul.h"
 #include "ggml_dot.h"
 #include "gemm_kernels.h"
+#include "gemm_int8.h"
 #include "activations.h"
 #include "blas_loader.h"

@@ -45,10 +45,11 @@ void gemm_f32(const float *packed, int n, int k, const float *w, int row_begin, 
 void gemm_q8(const float *packed, int n, int k, const int8_t *w, const float *scales, int group,
              int row_begin, int row_end, float *y, int ldy, float *buffer);
 
-/// The same for W stored as GGUF blocks of ggml type `type` (see ggml_matmul.h): each stripe of
-/// 32 rows is dequantized into `rows_buffer` (32 × k floats) and packed from there, so the
-/// result is gemm_f32's on the dequantized matrix. Returns 0, or -1 for a type Quill does not
-/// decode or a k that is not a multiple of its block size.
+/// The same for W stored as GGUF blocks of ggml type `type` (see ggml_matmul.h): F32, F16 and
+/// BF16 values are converted while packing; for the block types each stripe of 32 rows is
+/// dequantized into `rows_buffer` (32 × k floats) and packed from there. Either way the result
+/// is gemm_f32's on the dequantized matrix. Returns 0, or -1 for a type Quill does not decode or
+/// a k that is not a multiple of its block size.
 int gemm_ggml(const float *packed, int n, int k, int type, const void *blocks, int row_begin, int row_end,
               float *y, int ldy, float *buffer, float *rows_buffer);
 

@@ -50,21 +50,6 @@ void ggml_activation_values(const void *row, int k, int8_t *q, float *scales);
 int ggml_matmul_fast(int type, const void *blocks, int k, const float *x, const void *activations,
                      size_t activation_stride, int batch, int row_begin, int row_end, float *y, int ldy);
 
-/// 1 when ggml_matmul_blocked runs on this CPU (the AVX-512 VNNI path of ggml_matmul_fast is
-/// selected), else 0.
-int ggml_blocked_available(void);
-
-/// Bytes of the per-thread buffer of ggml_matmul_blocked for rows of k values.
-size_t ggml_blocked_buffer_bytes(int k);
-
-/// The product of ggml_matmul_fast for a prompt block (many input rows, quantized types only):
-/// 8 weight rows at a time are unpacked into `buffer` (ggml_blocked_buffer_bytes(k) bytes) and
-/// multiplied into every input row, 4 inputs at a time. A row's result does not depend on the
-/// other rows of the call, but it is not the same bits as ggml_matmul_fast's. Returns 0, or -1
-/// (writing nothing) when ggml_blocked_available() is 0 or the type is not quantized.
-int ggml_matmul_blocked(int type, const void *blocks, int k, const void *activations, size_t activation_stride, int n,
-                        int row_begin, int row_end, float *y, int ldy, void *buffer);
-
 /// Selects the path of ggml_matmul_fast by name: "portable", "avx2" (AVX2 maddubs), "avxvnni"
 /// (256-bit VNNI without AVX-512), "avx512vnni" (256-bit VNNI of AVX-512 VL), or "auto" to choose
 /// again. Returns 0 when this CPU cannot run it. For tests and benchmarks.
