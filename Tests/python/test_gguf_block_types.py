@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 import llama2c_to_gguf  # noqa: E402
 
+import gguf_reference
+
 QUILL = os.environ.get("QUILL_BIN", str(REPO / ".build" / "debug" / "quill"))
 Q = gguf.GGMLQuantizationType
 
@@ -91,46 +93,8 @@ def write_model(path, types, seed):
     writer.close()
 
 
-FLOAT_INPUT_TYPES = {Q.F32, Q.F16, Q.BF16}
-
-
-def reference_logits(path, int8_inputs=True):
-    """Logits of IDS from a float64 forward pass of the weights the gguf package decodes. With
-    `int8_inputs`, each product on a quantized type first rounds its input as Quill and llama.cpp
-    do (test_gguf_model.Int8InputProducts); float types keep float inputs. Returns the logits and
-    the rounding model (None without int8 inputs)."""
-    from llama_reference import llama2c_forward
-    from test_gguf_model import Int8InputProducts, dequantized_weights
-    w = dequantized_weights(path)
-    reader = gguf.GGUFReader(str(path))
-    output = next(t for t in reader.tensors if t.name == "output.weight")
-    w["wcls"] = gguf.quants.dequantize(output.data, output.tensor_type).astype(np.float64).reshape(SHAPE["vocab"], SHAPE["dim"])
-    c = {"dim": SHAPE["dim"], "n_layers": SHAPE["layers"], "n_heads": SHAPE["heads"], "n_kv_heads": SHAPE["kv_heads"],
-         "shared_classifier": False}
-    if not int8_inputs:
-        return llama2c_forward(c, w, IDS), None
-    # Which matrices round their input: the forward passes views of w's arrays, known by address.
-    names = {"attn_q": "wq", "attn_k": "wk", "attn_v": "wv", "attn_output": "wo", "ffn_gate": "w1",
-             "ffn_down": "w2", "ffn_up": "w3"}
-    quantized = set()
-    for t in reader.tensors:
-        if t.tensor_type in FLOAT_INPUT_TYPES or t.name.endswith("norm.weight") or t.name == "token_embd.weight":
-            continue
-        if t.name == "output.weight":
-            quantized.add(w["wcls"].__array_interface__["data"][0])
-        else:
-            _, layer, short, _ = t.name.split(".")
-            quantized.add(w[names[short]][int(layer)].__array_interface__["data"][0])
-    rounding = Int8InputProducts()
-
-    def project(m, v):
-        return rounding(m, v) if m.__array_interface__["data"][0] in quantized else m @ v
-    return llama2c_forward(c, w, IDS, project=project), rounding
-
-
-def log_softmax(x):
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+CONFIG = {"dim": SHAPE["dim"], "n_layers": SHAPE["layers"], "n_heads": SHAPE["heads"], "n_kv_heads": SHAPE["kv_heads"],
+          "shared_classifier": False}
 
 
 ALL_TYPES = [Q.Q4_K, Q.Q6_K, Q.Q5_K, Q.Q8_0, Q.Q4_0, Q.Q5_0, Q.F16, Q.BF16, Q.F32]
@@ -147,29 +111,10 @@ def test_block_type_logits_match_a_numpy_forward_of_the_same_bytes(tmp_path, lab
     run = subprocess.run([QUILL, "logits", "-m", str(path), "--ids", ",".join(map(str, IDS))],
                          capture_output=True, timeout=120)
     assert run.returncode == 0, run.stderr.decode()
-    got = log_softmax(np.array(json.loads(run.stdout)["logits"], dtype=np.float64))
-    expected, rounding = reference_logits(path, int8_inputs=any(t not in FLOAT_INPUT_TYPES for t in types))
-    expected = log_softmax(expected)
-    assert got.shape == expected.shape
-    # Quill decodes every block exactly and computes in float32; products on quantized types
-    # round their input to int8 blocks of 32, as the reference does here (and llama.cpp). Float
-    # rounding alone stays well under 1e-4 in log-probabilities. An input lying within float32
-    # rounding of a half step may round the other way in Quill (test_gguf_model explains the
-    # bound), so positions from the first such input on are held only to twice the effect of the
-    # int8 rounding itself, which is how far llama.cpp's own results are from a float reference.
-    if rounding is None:
-        difference = np.abs(got - expected).max()
-        assert difference < 1e-4, (label, difference)
-    else:
-        per_position = len(rounding.closest_tie) // len(IDS)
-        near = [p for p in range(len(IDS))
-                if min(rounding.closest_tie[p * per_position:(p + 1) * per_position]) < 2e-5]
-        exact_until = near[0] if near else len(IDS)
-        assert exact_until >= 1 and np.abs(got[:exact_until] - expected[:exact_until]).max() < 1e-4, (label, exact_until)
-        float_inputs = log_softmax(reference_logits(path, int8_inputs=False)[0])
-        effect = np.abs(expected - float_inputs).max()
-        assert effect > 1e-3, "the int8 rounding of the inputs is visible"
-        assert np.abs(got - expected).max() < 2 * effect, label
+    got = np.array(json.loads(run.stdout)["logits"], dtype=np.float64)
+    # Exact decoding, float32 arithmetic, and the inputs of products on quantized types rounded
+    # to int8 blocks as Quill (and llama.cpp) round them: gguf_reference.assert_matches.
+    gguf_reference.assert_matches(got, path, CONFIG, IDS, label)
     # The storage table names each type the file holds.
     info = json.loads(subprocess.run([QUILL, "info", "-m", str(path), "--json"], capture_output=True,
                                      timeout=60).stdout)

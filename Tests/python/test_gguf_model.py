@@ -20,6 +20,7 @@ import gguf
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 import llama2c_to_gguf  # noqa: E402
+from gguf_reference import Int8InputProducts, dequantized_weights  # noqa: E402,F401 (test_gguf_rope imports these from here)
 
 QUILL = os.environ.get("QUILL_BIN", str(REPO / ".build" / "debug" / "quill"))
 MODEL = REPO / "models" / "tinystories.bin"
@@ -108,43 +109,6 @@ def test_what_quill_would_not_honour_is_refused(tmp_path, label, variant, fragme
     lines = run.stderr.decode().splitlines()
     assert run.returncode == 1 and len(lines) == 1 and lines[0].startswith("quill: error: "), (label, lines)
     assert fragment in lines[0], (label, lines[0])
-
-
-LLAMA2C_NAMES = {"attn_norm": "rms_att", "attn_q": "wq", "attn_k": "wk", "attn_v": "wv", "attn_output": "wo",
-                 "ffn_norm": "rms_ffn", "ffn_gate": "w1", "ffn_down": "w2", "ffn_up": "w3"}
-
-
-def dequantized_weights(path):
-    """The weights of a GGUF file as float64, decoded by the gguf package from the same bytes Quill reads."""
-    reader = gguf.GGUFReader(str(path))
-    tensors = {t.name: gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64).reshape(
-        [int(d) for d in reversed(t.shape)]) for t in reader.tensors}
-    layers = max(int(name.split(".")[1]) for name in tensors if name.startswith("blk.")) + 1
-    w = {"token_embedding": tensors["token_embd.weight"], "rms_final": tensors["output_norm.weight"]}
-    for short, long in LLAMA2C_NAMES.items():
-        w[long] = np.stack([tensors[f"blk.{l}.{short}.weight"] for l in range(layers)])
-    return w
-
-
-class Int8InputProducts:
-    """m @ v with v rounded as Quill's products on quantized GGUF blocks round their input (and
-    llama.cpp's, with q8_0 activations): float32 blocks of 32, scale = max|v| / 127, values
-    round-to-even(v · (1 / scale)), computed here in numpy float32 from the same formula.
-
-    Quill's activations are float32 and these float64, so an input lying within float rounding
-    of a half step may round to the other int8 neighbour there. `closest_tie` records, per call,
-    how close the nearest input came to a half step (in steps)."""
-
-    def __init__(self):
-        self.closest_tie = []
-
-    def __call__(self, m, v):
-        v32 = v.astype(np.float32).reshape(-1, 32)
-        scale = np.abs(v32).max(axis=1, keepdims=True) / np.float32(127)
-        inverse = np.where(scale > 0, np.float32(1) / np.where(scale > 0, scale, np.float32(1)), np.float32(0)).astype(np.float32)
-        steps = v32 * inverse
-        self.closest_tie.append(float(np.abs(np.abs(steps - np.floor(steps)) - 0.5).min()))
-        return m @ (np.rint(steps).astype(np.float64) * scale.astype(np.float64)).reshape(-1)
 
 
 @pytest.mark.parametrize("storage", ["F16", "BF16", "Q8_0", "Q4_0", "Q5_0"])
