@@ -41,6 +41,9 @@ def quill_bench(quill, path, p, n, threads):
         # The first repetition is a warm-up (cold pages, idle threads), as llama-bench's untimed run.
         reps = test.get("repetitions") or [test["tokens_per_second_median"]]
         figures[test["test"][:2]] = statistics.median(reps[1:] if len(reps) > 1 else reps)
+        if "bandwidth_share" in test:
+            # Decode reads every weight once per token: its share of the bandwidth quill measured.
+            figures["share of bandwidth"] = test["bandwidth_share"]
     return figures, rss
 
 
@@ -78,8 +81,11 @@ def main():
                     got[tool], rss = bench()
                     got[tool] = dict(got[tool], rss=rss)
                 for metric in got["quill"]:
-                    # Lower is better for the peak RSS (MiB), higher for tok/s.
                     key = (name, f"{metric} {t}t" if metric != "rss" else f"peak RSS MiB {t}t")
+                    if metric not in got["llama.cpp"]:  # Quill's own figures
+                        rows.setdefault(key, {"quill": []})["quill"].append(got["quill"][metric])
+                        continue
+                    # Lower is better for the peak RSS (MiB), higher for tok/s.
                     entry = rows.setdefault(key, {"quill": [], "llama.cpp": [], "ratio": []})
                     entry["quill"].append(got["quill"][metric])
                     entry["llama.cpp"].append(got["llama.cpp"][metric])
@@ -88,6 +94,9 @@ def main():
     print("| file | test | Quill | llama.cpp | Quill/llama.cpp median [min, max] |")
     print("| --- | --- | --- | --- | --- |")
     for (name, metric), entry in rows.items():
+        if "ratio" not in entry:
+            print(f"| {name} | {metric} | {statistics.median(entry['quill']):.3f} | | |")
+            continue
         ratio = entry["ratio"]
         print(f"| {name} | {metric} | {statistics.median(entry['quill']):.2f} | {statistics.median(entry['llama.cpp']):.2f} | "
               f"{statistics.median(ratio):.2f} [{min(ratio):.2f}, {max(ratio):.2f}] |")
