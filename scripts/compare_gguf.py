@@ -44,7 +44,9 @@ def quill_bench(quill, path, p, n, threads):
         if "bandwidth_share" in test:
             # Decode reads every weight once per token: its share of the bandwidth quill measured.
             figures["share of bandwidth"] = test["bandwidth_share"]
-    return figures, rss
+    # quill bench's own peak RSS, read before its bandwidth test (whose 512 MB buffer GNU time's
+    # figure would include).
+    return figures, report.get("peak_rss_bytes", rss * 2**20) / 2**20
 
 
 def llama_bench(path, p, n, threads):
