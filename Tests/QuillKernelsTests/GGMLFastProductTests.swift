@@ -249,26 +249,7 @@ struct GGMLSample {
 
     init(_ type: GGMLType, rows: Int, cols: Int, seed: UInt64, misalignment: Int) {
         var random = TestValues(seed: seed)
-        func half(_ value: Float) -> [UInt8] {
-            let bits = Float16(value).bitPattern
-            return [UInt8(bits & 0xFF), UInt8(bits >> 8)]
-        }
-        func randomBytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: Int((random.next() + 1) * 128)) } }
-        func scale(_ size: Float) -> [UInt8] { half(size * (random.next() < 0 ? -1 : 1) * (1 + random.next() / 2)) }
-        var bytes = [UInt8]()
-        for _ in 0..<rows * cols / type.blockSize {
-            switch type {
-            case .f32: bytes += withUnsafeBytes(of: random.next().bitPattern.littleEndian, Array.init)
-            case .f16: bytes += half(random.next())
-            case .bf16: bytes += withUnsafeBytes(of: UInt16(random.next().bitPattern >> 16).littleEndian, Array.init)
-            case .q8_0: bytes += scale(1 / 128) + randomBytes(32)
-            case .q4_0: bytes += scale(1 / 8) + randomBytes(16)
-            case .q5_0: bytes += scale(1 / 16) + randomBytes(20)
-            case .q4_K: bytes += scale(1 / (63 * 15)) + scale(1 / 63) + randomBytes(140)
-            case .q5_K: bytes += scale(1 / (63 * 31)) + scale(1 / 63) + randomBytes(172)
-            case .q6_K: bytes += randomBytes(208) + scale(1 / (127 * 32))
-            }
-        }
+        let bytes = randomGGMLBlocks(type, rows: rows, cols: cols, random: &random)
         let rowBytes = type.rowBytes(count: cols)
         precondition(bytes.count == rows * rowBytes)
         let view = ByteBuffer([UInt8](repeating: 0xA5, count: misalignment) + bytes).view.slice(offset: misalignment, count: bytes.count)

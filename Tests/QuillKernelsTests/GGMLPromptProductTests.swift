@@ -16,46 +16,11 @@ final class GGMLPromptProductTests: XCTestCase {
     /// Size of the test weights: a model's weights are of order 0.02-0.1.
     private static let weightSize: Float = 0.05
 
-    /// Bytes of `rows` rows of random blocks of `type`, `cols` values each, with realistic scales:
-    /// every value d · q (or d · scale · q − dmin · min) is at most 1.5 · weightSize in size, and
-    /// for Q4_K and Q5_K so are d · scale · q and dmin · min on their own. Quantized values are
-    /// random bits.
-    private func randomBlocks(_ type: GGMLType, rows: Int, cols: Int, random: inout TestValues) -> [UInt8] {
-        var bytes = [UInt8]()
-        func half(_ value: Float) -> [UInt8] {
-            let bits = Float16(value).bitPattern
-            return [UInt8(bits & 0xFF), UInt8(bits >> 8)]
-        }
-        func randomBytes(_ count: Int) -> [UInt8] {
-            (0..<count).map { _ in UInt8(truncatingIfNeeded: Int((random.next() + 1) * 128)) }
-        }
-        // A scale of `size` · (0.5 ..< 1.5), either sign or positive.
-        func scale(_ size: Float, signed: Bool = true) -> [UInt8] {
-            half(size * (signed && random.next() < 0 ? -1 : 1) * (1 + random.next() / 2))
-        }
-        let w = Self.weightSize
-        for _ in 0..<rows * cols / type.blockSize {
-            switch type {
-            // d, then q: |q| ≤ 128, 8, 16.
-            case .q8_0: bytes += scale(w / 128) + randomBytes(32)
-            case .q4_0: bytes += scale(w / 8) + randomBytes(16)
-            case .q5_0: bytes += scale(w / 16) + randomBytes(20)
-            // d, dmin, then 6-bit scales and mins (≤ 63) and 4- or 5-bit values.
-            case .q4_K: bytes += scale(w / (63 * 15)) + scale(w / 63, signed: false) + randomBytes(140)
-            case .q5_K: bytes += scale(w / (63 * 31)) + scale(w / 63, signed: false) + randomBytes(172)
-            // ql, qh, int8 scales, then d: |scale · (q − 32)| ≤ 128 · 32.
-            case .q6_K: bytes += randomBytes(208) + scale(w / (128 * 32))
-            default: preconditionFailure("\(type.name) is not an int8 type")
-            }
-        }
-        return bytes
-    }
-
     /// A matrix of random blocks placed 3 bytes past a 64-byte boundary (GGUF blocks have no
     /// alignment), with its rows dequantized by the reference decoder.
     private func randomMatrix(_ type: GGMLType, rows: Int, cols: Int, seed: UInt64) -> (WeightMatrix, [[Float]]) {
         var random = TestValues(seed: seed)
-        let bytes = randomBlocks(type, rows: rows, cols: cols, random: &random)
+        let bytes = randomGGMLBlocks(type, rows: rows, cols: cols, size: Self.weightSize, positiveMins: true, random: &random)
         let view = ByteBuffer([UInt8](repeating: 0x5A, count: 3) + bytes).view.slice(offset: 3, count: bytes.count)
         let rowBytes = type.rowBytes(count: cols)
         let dequantized = (0..<rows).map { r in

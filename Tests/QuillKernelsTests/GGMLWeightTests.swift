@@ -14,34 +14,7 @@ final class GGMLWeightTests: XCTestCase {
     /// infinities and NaNs, which the products pass through but a tolerance cannot judge).
     private func randomMatrix(_ type: GGMLType, rows: Int, cols: Int, seed: UInt64) -> (WeightMatrix, [[Float]]) {
         var random = TestValues(seed: seed)
-        var bytes = [UInt8]()
-        func half(_ value: Float) -> [UInt8] {
-            let bits = Float16(value).bitPattern
-            return [UInt8(bits & 0xFF), UInt8(bits >> 8)]
-        }
-        func randomBytes(_ count: Int) -> [UInt8] {
-            (0..<count).map { _ in UInt8(truncatingIfNeeded: Int((random.next() + 1) * 128)) }
-        }
-        // A scale of `size` ± 50 %, either sign.
-        func scale(_ size: Float) -> [UInt8] { half(size * (random.next() < 0 ? -1 : 1) * (1 + random.next() / 2)) }
-        let blocks = rows * cols / type.blockSize
-        for _ in 0..<blocks {
-            switch type {
-            case .f32: bytes += withUnsafeBytes(of: random.next().bitPattern.littleEndian, Array.init)
-            case .f16: bytes += half(random.next())
-            case .bf16: bytes += withUnsafeBytes(of: UInt16(random.next().bitPattern >> 16).littleEndian, Array.init)
-            // d, then q: values d · q with |q| ≤ 128, ≤ 8, ≤ 16.
-            case .q8_0: bytes += scale(1 / 128) + randomBytes(32)
-            case .q4_0: bytes += scale(1 / 8) + randomBytes(16)
-            case .q5_0: bytes += scale(1 / 16) + randomBytes(20)
-            // d, dmin, then 6-bit scales and mins (≤ 63) and 4- or 5-bit values.
-            case .q4_K: bytes += scale(1 / (63 * 15)) + scale(1 / 63) + randomBytes(140)
-            case .q5_K: bytes += scale(1 / (63 * 31)) + scale(1 / 63) + randomBytes(172)
-            // ql, qh, int8 scales, then d: values d · scale · (q − 32), |q − 32| ≤ 32.
-            case .q6_K: bytes += randomBytes(208) + scale(1 / (127 * 32))
-            }
-        }
-        precondition(bytes.count == rows * type.rowBytes(count: cols))
+        let bytes = randomGGMLBlocks(type, rows: rows, cols: cols, random: &random)
         let view = ByteBuffer([UInt8](repeating: 0xA5, count: 3) + bytes).view.slice(offset: 3, count: bytes.count)
         let dequantized = (0..<rows).map { r in
             GGMLQuants.dequantize(type, bytes: view.slice(offset: r * type.rowBytes(count: cols), count: type.rowBytes(count: cols)),
