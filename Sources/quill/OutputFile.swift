@@ -61,4 +61,21 @@ struct ReplacementFile {
 
     /// Removes the temporary file (after a failure or an interruption).
     func discard() { unlink(temporary) }
+
+    /// Runs `write` on the temporary file's path and commits it; any error discards it and is
+    /// rethrown. Returns false (after discarding) when `write` stops with CancellationError
+    /// (Ctrl-C), leaving the destination untouched.
+    func replace(_ write: (String) throws -> Void) throws -> Bool {
+        do {
+            try write(temporary)
+            try commit()
+            return true
+        } catch is CancellationError {
+            discard()
+            return false
+        } catch {
+            discard()
+            throw error
+        }
+    }
 }

@@ -14,7 +14,7 @@ func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
     let model = try loadModel(modelFlag: o.input, tokenizerFlag: o.tokenizerPath, tokenizer: .required)
     // OUT is checked (and its temporary file made) before anything is said about the work.
     let output = try ReplacementFile(replacing: o.output, input: o.input)
-    do {
+    let completed = try output.replace { temporary in
         let (tokenizer, warnings) = try Quantizer.tokenizerMetadata(for: model, tokenizerPath: o.tokenizerPath)
         for warning in warnings { stderr.write("quantize: warning: \(warning)\n") }
         let job = Quantizer.ggufJob(model.weights, fileType: fileType)
@@ -29,18 +29,12 @@ func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
         }
         let name = try model.gguf?.stringIfPresent("general.name")
             ?? URL(fileURLWithPath: o.input).deletingPathExtension().lastPathComponent
-        try Quantizer.writeGGUF(model.weights, job: job, tokenizer: tokenizer, name: name, to: output.temporary,
+        try Quantizer.writeGGUF(model.weights, job: job, tokenizer: tokenizer, name: name, to: temporary,
                                 shouldStop: interrupted)
         // The written file must load, vocabulary included, before it replaces anything.
-        _ = try ModelLoader.load(modelPath: output.temporary, tokenizerPath: nil, tokenizer: .required)
-        try output.commit()
-    } catch is CancellationError {
-        output.discard()
-        return .interrupted
-    } catch {
-        output.discard()
-        throw error
+        _ = try ModelLoader.load(modelPath: temporary, tokenizerPath: nil, tokenizer: .required)
     }
+    guard completed else { return .interrupted }
     let written = try GGUFFile(path: output.destination)
     stderr.write(String(
         format: "quantized %@ (%@ bytes) → %@ (%@ bytes, GGUF %@) in %.1f s\n", o.input, groupedDigits(model.byteCount),
@@ -58,17 +52,11 @@ private func quantizeToLlama2c(_ o: QuantizeOptions) throws -> ExitStatus {
     }
     let groupSize = o.groupSize ?? Quantizer.defaultGroupSize(for: checkpoint.config)
     let output = try ReplacementFile(replacing: o.output, input: o.input)
-    do {
-        try Quantizer.quantize(checkpoint, groupSize: groupSize, to: output.temporary, shouldStop: interrupted)
-        _ = try Checkpoint(path: output.temporary)  // the written file must load
-        try output.commit()
-    } catch is CancellationError {
-        output.discard()
-        return .interrupted
-    } catch {
-        output.discard()
-        throw error
+    let completed = try output.replace { temporary in
+        try Quantizer.quantize(checkpoint, groupSize: groupSize, to: temporary, shouldStop: interrupted)
+        _ = try Checkpoint(path: temporary)  // the written file must load
     }
+    guard completed else { return .interrupted }
     let written = try Checkpoint(path: output.destination)
     OutputStream.standardError.write(String(
         format: "quantized %@ (%@ bytes) → %@ (%@ bytes, Q8_0 group %d) in %.1f s\n", o.input,
