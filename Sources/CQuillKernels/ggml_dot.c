@@ -223,7 +223,8 @@ static void halves_portable(int type, const uint8_t *blocks, size_t row_bytes, i
 }
 
 // ---------------------------------------------------------------------------------------------
-// x86: the kernels of ggml_dot_x86.h for three ways of multiplying bytes.
+// x86: the kernels of ggml_dot_x86.h for three ways of multiplying bytes, and the 512-bit ones of
+// ggml_dot_zmm.h.
 
 #if defined(__x86_64__)
 #define SUFFIX avx512vnni
@@ -235,6 +236,7 @@ static void halves_portable(int type, const uint8_t *blocks, size_t row_bytes, i
 #undef TARGET
 #undef DPBUSD
 #undef MASK_BYTES
+#include "ggml_dot_zmm.h"
 
 #define SUFFIX avxvnni
 #define TARGET "avx2,fma,f16c,avxvnni"
@@ -271,6 +273,7 @@ typedef struct {
 
 static const kernel_set portable_set = {"portable", quantized_portable, halves_portable};
 #if defined(__x86_64__)
+static const kernel_set avx512_set = {"avx512", quantized_avx512, halves_avx512vnni};
 static const kernel_set avx512vnni_set = {"avx512vnni", quantized_avx512vnni, halves_avx512vnni};
 static const kernel_set avxvnni_set = {"avxvnni", quantized_avxvnni, halves_avxvnni};
 static const kernel_set avx2_set = {"avx2", quantized_avx2, halves_avx2};
@@ -284,15 +287,18 @@ static int supported(const char *name) {
     const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     if (strcmp(name, "avx2") == 0) return avx2;
     if (strcmp(name, "avxvnni") == 0) return avx2 && __builtin_cpu_supports("avxvnni");
-    if (strcmp(name, "avx512vnni") == 0)
-        return avx2 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512bw");
+    const int avx512vnni = avx2 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+                           __builtin_cpu_supports("avx512bw");
+    if (strcmp(name, "avx512vnni") == 0) return avx512vnni;
+    if (strcmp(name, "avx512") == 0)
+        return avx512vnni && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
 #endif
     return 0;
 }
 
 static const kernel_set *by_name(const char *name) {
 #if defined(__x86_64__)
+    if (strcmp(name, "avx512") == 0) return &avx512_set;
     if (strcmp(name, "avx512vnni") == 0) return &avx512vnni_set;
     if (strcmp(name, "avxvnni") == 0) return &avxvnni_set;
     if (strcmp(name, "avx2") == 0) return &avx2_set;
@@ -306,7 +312,7 @@ static _Atomic(const kernel_set *) chosen = NULL;
 static const kernel_set *choose(void) {
     const kernel_set *set = atomic_load_explicit(&chosen, memory_order_relaxed);
     if (set) return set;
-    static const char *const preference[] = {"avx512vnni", "avxvnni", "avx2", "portable"};
+    static const char *const preference[] = {"avx512", "avx512vnni", "avxvnni", "avx2", "portable"};
     for (size_t i = 0; i < sizeof preference / sizeof preference[0]; ++i)
         if (supported(preference[i])) {
             set = by_name(preference[i]);

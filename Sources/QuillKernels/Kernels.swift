@@ -334,7 +334,7 @@ public enum Kernels {
         cols % 32 == 0 ? Int(ggml_fast_activation_kind(Int32(type.rawValue))) : -1
     }
 
-    /// The name of the streaming path for GGUF block weights ("avx512vnni", "avxvnni", "avx2",
+    /// The name of the streaming path for GGUF block weights ("avx512", "avx512vnni", "avxvnni", "avx2",
     /// "portable"; see `ggml_dot.h`).
     public static var ggmlKernelName: String { String(cString: ggml_fast_kernel_name()) }
 

@@ -24,7 +24,7 @@ final class GGMLFastProductTests: XCTestCase {
     static var kernels: [String] {
         let previous = Kernels.ggmlKernelName
         defer { Kernels.forceGGMLKernel(previous) }
-        return ["portable", "avx2", "avxvnni", "avx512vnni"].filter { Kernels.forceGGMLKernel($0) }
+        return ["portable", "avx2", "avxvnni", "avx512vnni", "avx512"].filter { Kernels.forceGGMLKernel($0) }
     }
 
     override func tearDown() {
@@ -138,6 +138,29 @@ final class GGMLFastProductTests: XCTestCase {
                         for r in 0..<rows {
                             let want = range.contains(r) ? whole[b * rows + r].bitPattern : 0
                             XCTAssertEqual(part[b * rows + r].bitPattern, want, "\(type.name) \(kernel) rows \(range), input \(b) row \(r)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rows of 9 … 15 blocks of 32: the 512-bit kernels take blocks 8 at a time, two per
+    /// vector, and the rest one by one; every remainder must give the reference's sum.
+    func testBlocksPastTheLastGroupOfEight() {
+        var random = TestValues(seed: 47)
+        for (t, type) in [GGMLType.q8_0, .q4_0, .q5_0].enumerated() {
+            for blocks in 9...15 {
+                let cols = 32 * blocks, rows = 5, n = 2
+                let sample = GGMLSample(type, rows: rows, cols: cols, seed: 900 + UInt64(16 * t + blocks), misalignment: blocks % 4)
+                let x = random.array(n * cols)
+                for kernel in Self.kernels {
+                    XCTAssertTrue(Kernels.forceGGMLKernel(kernel))
+                    let y = Kernels.ggmlStreamingProduct(sample.matrix, input: x, rows: n, rowRange: 0..<rows)
+                    for b in 0..<n {
+                        for r in 0..<rows {
+                            sample.check(y[b * rows + r], row: r, input: Array(x[b * cols..<(b + 1) * cols]),
+                                         "\(type.name) \(blocks) blocks \(kernel) input \(b) row \(r)")
                         }
                     }
                 }

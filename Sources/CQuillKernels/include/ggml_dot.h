@@ -51,7 +51,8 @@ int ggml_matmul_fast(int type, const void *blocks, int k, const float *x, const 
                      size_t activation_stride, int batch, int row_begin, int row_end, float *y, int ldy);
 
 /// Selects the path of ggml_matmul_fast by name: "portable", "avx2" (AVX2 maddubs), "avxvnni"
-/// (256-bit VNNI without AVX-512), "avx512vnni" (256-bit VNNI of AVX-512 VL), or "auto" to choose
+/// (256-bit VNNI without AVX-512), "avx512vnni" (256-bit VNNI of AVX-512 VL), "avx512" (512-bit
+/// products for Q8_0, Q4_0, Q4_K and Q6_K, the others as "avx512vnni"), or "auto" to choose
 /// again. Returns 0 when this CPU cannot run it. For tests and benchmarks.
 int ggml_fast_force_kernel(const char *name);
 
