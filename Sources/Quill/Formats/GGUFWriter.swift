@@ -202,7 +202,7 @@ public enum GGUFModelWriter {
         var a = c.architecture
         if a.windows.allSatisfy({ $0 == nil }) { a.windows = [] }
         func refuse(_ what: String) -> CheckpointError {
-            CheckpointError(path: source, problem: "\(what), which no llama.cpp architecture describes; quill quantize cannot write it as GGUF")
+            CheckpointError(path: source, problem: "\(what), which no llama.cpp architecture describes; Quill cannot write it as GGUF")
         }
         if a.normPlacement == .post { throw refuse("puts its norms after each residual sum (post-norm)") }
         if a.feedForward == .relu { throw refuse("has a ReLU feed-forward block") }
