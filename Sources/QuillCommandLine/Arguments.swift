@@ -76,7 +76,7 @@ public let quantizeTypes = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0"]
 /// The storage types `quill bench --type` writes (the K types as random blocks).
 public let benchTypes = quantizeTypes + ["Q4_K", "Q5_K", "Q6_K", "Q4_K_M"]
 /// The random-weight shapes of `quill bench --shape`.
-public let benchShapes = ["15m", "42m", "110m", "tinyllama"]
+public let benchShapes = ["15m", "42m", "110m", "tinyllama", "gpt2", "qwen2-0.5b", "gemma-2b", "gemma2-2b", "phi3-mini"]
 
 /// `quill bench`: prompt and generation speed in a llama-bench style table.
 public struct BenchOptions {

@@ -53,6 +53,7 @@ subcommands:
                           F32, F16, BF16, Q8_0, Q4_0, Q5_0 (the vocabulary from -z, the one beside IN, or IN's)
   quill quantize IN OUT [--group-size N]   no type: float32 llama2.c → int8 llama2.c (version 2)
   quill bench [--shape 15m|42m|110m|tinyllama | -m M] [--q8 | --type F32|F16|BF16|Q8_0|Q4_0|Q5_0|Q4_K|Q5_K|Q6_K|Q4_K_M]
+              [--shape gpt2|qwen2-0.5b|gemma-2b|gemma2-2b|phi3-mini --type T]   other architectures: GGUF only
               [-p 512] [-n 128] [-r 5] [-t N] [-b 512] [--parallel 8] [--json]
   quill logits -m M --ids 1,2,3
 

@@ -155,7 +155,7 @@ final class CLITests: XCTestCase {
             (["--batch", "x", "--shard", "3/3"], "quill: --shard expects K/N with 0 ≤ K < N, got '3/3'"),
             (["perplexity", "-m", "m.bin"], "quill: perplexity: give exactly one of -f FILE, --ids or --ids-file"),
             (["perplexity", "--ids", "1,x"], "quill: --ids expects comma-separated token ids ≥ 0, got 'x'"),
-            (["bench", "--shape", "7b"], "quill: --shape must be one of 15m, 42m, 110m, tinyllama, got '7b'"),
+            (["bench", "--shape", "7b"], "quill: --shape must be one of 15m, 42m, 110m, tinyllama, gpt2, qwen2-0.5b, gemma-2b, gemma2-2b, phi3-mini, got '7b'"),
             (["quantize", "in.bin"], "quill: quantize: expected IN and OUT paths, got 1 arguments"),
             (["tokenize", "--frobnicate"], "quill: tokenize: unknown option '--frobnicate'"),
         ]

@@ -5,24 +5,87 @@ import QuillKernels
 /// Speed measurements for `quill bench`. Each returns one figure per repetition so the caller
 /// can report the median and the spread.
 public enum Benchmark {
-    /// The llama2.c TinyStories model shapes, with the Llama 2 vocabulary.
+    /// The random-weight shapes of `quill bench --shape`, in the order usage lists them.
+    public static let shapeNames = ["15m", "42m", "110m", "tinyllama", "gpt2", "qwen2-0.5b", "gemma-2b", "gemma2-2b", "phi3-mini"]
+
+    /// The shape `name`: llama2.c's TinyStories models (Llama 2 vocabulary), and real models of
+    /// each architecture Quill reads, with the hyperparameters of their published config.json
+    /// on Hugging Face (the repository is named beside each) and the choices llama.cpp's
+    /// architecture of that name makes. The others are `--type` only (GGUF).
     public static func shape(named name: String) -> ModelConfig? {
         switch name {
-        case "15m": ModelConfig(dim: 288, hiddenDim: 768, layerCount: 6, headCount: 6, kvHeadCount: 6,
-                                vocabSize: 32000, contextLength: 256, sharedClassifier: true,
-                                normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
-        case "42m": ModelConfig(dim: 512, hiddenDim: 1376, layerCount: 8, headCount: 8, kvHeadCount: 8,
-                                vocabSize: 32000, contextLength: 1024, sharedClassifier: true,
-                                normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
-        case "110m": ModelConfig(dim: 768, hiddenDim: 2048, layerCount: 12, headCount: 12, kvHeadCount: 12,
-                                 vocabSize: 32000, contextLength: 1024, sharedClassifier: true,
-                                normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
-        // TinyLlama 1.1B: grouped-query attention (8 query heads per KV head), its own classifier.
-        case "tinyllama": ModelConfig(dim: 2048, hiddenDim: 5632, layerCount: 22, headCount: 32, kvHeadCount: 4,
-                                      vocabSize: 32000, contextLength: 2048, sharedClassifier: false,
-                                      normEpsilon: 1e-5, ropeTheta: 10000)
-        default: nil
+        case "15m": return ModelConfig(dim: 288, hiddenDim: 768, layerCount: 6, headCount: 6, kvHeadCount: 6,
+                                       vocabSize: 32000, contextLength: 256, sharedClassifier: true,
+                                       normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
+        case "42m": return ModelConfig(dim: 512, hiddenDim: 1376, layerCount: 8, headCount: 8, kvHeadCount: 8,
+                                       vocabSize: 32000, contextLength: 1024, sharedClassifier: true,
+                                       normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
+        case "110m": return ModelConfig(dim: 768, hiddenDim: 2048, layerCount: 12, headCount: 12, kvHeadCount: 12,
+                                        vocabSize: 32000, contextLength: 1024, sharedClassifier: true,
+                                        normEpsilon: Checkpoint.normEpsilon, ropeTheta: Checkpoint.ropeTheta)
+        // TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T: grouped-query attention (8 query
+        // heads per KV head), its own classifier.
+        case "tinyllama": return ModelConfig(dim: 2048, hiddenDim: 5632, layerCount: 22, headCount: 32, kvHeadCount: 4,
+                                             vocabSize: 32000, contextLength: 2048, sharedClassifier: false,
+                                             normEpsilon: 1e-5, ropeTheta: 10000)
+        // openai-community/gpt2 (124M): n_embd 768, n_layer 12, n_head 12, n_inner 4 · 768,
+        // n_positions 1024, vocab 50257, layer_norm_epsilon 1e-5; tied classifier.
+        case "gpt2":
+            var a = Architecture()
+            (a.norm, a.feedForward, a.positions) = (.layer, .gelu, .learned)
+            a.biases = Set(Architecture.Bias.allCases)
+            a.fusedQKV = true
+            return ModelConfig(dim: 768, hiddenDim: 3072, layerCount: 12, headCount: 12, kvHeadCount: 12, vocabSize: 50257,
+                               contextLength: 1024, sharedClassifier: true, normEpsilon: 1e-5, ropeTheta: 10000,
+                               ropePairing: .halves, architecture: a)
+        // Qwen/Qwen2-0.5B: hidden 896, intermediate 4864, 24 layers, 14 heads, 2 KV heads,
+        // vocab 151936, max_position_embeddings 131072, rope_theta 1e6, rms_norm_eps 1e-6, Q/K/V
+        // biases, tied classifier (use_sliding_window false).
+        case "qwen2-0.5b":
+            var a = Architecture()
+            a.biases = [.query, .key, .value]
+            return ModelConfig(dim: 896, hiddenDim: 4864, layerCount: 24, headCount: 14, kvHeadCount: 2, vocabSize: 151936,
+                               contextLength: 131072, sharedClassifier: true, normEpsilon: 1e-6, ropeTheta: 1_000_000,
+                               ropePairing: .halves, architecture: a)
+        // google/gemma-2b: hidden 2048, intermediate 16384, 18 layers, 8 heads, 1 KV head, head_dim
+        // 256, vocab 256000, max_position_embeddings 8192, rms_norm_eps 1e-6, rope_theta 10000.
+        case "gemma-2b":
+            return ModelConfig(dim: 2048, hiddenDim: 16384, layerCount: 18, headCount: 8, kvHeadCount: 1, vocabSize: 256000,
+                               contextLength: 8192, sharedClassifier: true, normEpsilon: 1e-6, ropeTheta: 10000,
+                               ropePairing: .halves, headSize: 256, architecture: gemma(dim: 2048))
+        // google/gemma-2-2b: hidden 2304, intermediate 9216, 26 layers, 8 heads, 4 KV heads,
+        // head_dim 256, vocab 256000, max_position_embeddings 8192, rms_norm_eps 1e-6, sliding
+        // window 4096 on alternating layers, soft caps 50 (attention) and 30 (final),
+        // query_pre_attn_scalar 256 (= head_dim, so the scale is llama.cpp's 1/√256).
+        case "gemma2-2b":
+            var a = gemma(dim: 2304)
+            a.normPlacement = .preAndPost
+            (a.attentionSoftcap, a.finalSoftcap) = (50, 30)
+            a.attentionScale = 1 / Float(256).squareRoot()
+            a.windows = (0..<26).map { $0 % 2 == 0 ? 4096 : nil }
+            return ModelConfig(dim: 2304, hiddenDim: 9216, layerCount: 26, headCount: 8, kvHeadCount: 4, vocabSize: 256000,
+                               contextLength: 8192, sharedClassifier: true, normEpsilon: 1e-6, ropeTheta: 10000,
+                               ropePairing: .halves, headSize: 256, architecture: a)
+        // microsoft/Phi-3-mini-4k-instruct: hidden 3072, intermediate 8192, 32 layers, 32 heads
+        // (and KV heads), vocab 32064, max_position_embeddings 4096, rms_norm_eps 1e-5, rope_theta
+        // 10000; fused QKV and gate/up as llama.cpp's converter stores them. Its sliding_window
+        // 2047 is dropped, as llama.cpp's phi3 drops it.
+        case "phi3-mini":
+            var a = Architecture()
+            (a.fusedQKV, a.fusedGateUp) = (true, true)
+            return ModelConfig(dim: 3072, hiddenDim: 8192, layerCount: 32, headCount: 32, kvHeadCount: 32, vocabSize: 32064,
+                               contextLength: 4096, sharedClassifier: false, normEpsilon: 1e-5, ropeTheta: 10000,
+                               ropePairing: .halves, architecture: a)
+        default: return nil
         }
+    }
+
+    /// Gemma's choices: GeGLU, embeddings scaled by √dim (llama.cpp's `gemma`).
+    private static func gemma(dim: Int) -> Architecture {
+        var a = Architecture()
+        a.feedForward = .geglu
+        a.embeddingScale = Float(dim).squareRoot()
+        return a
     }
 
     /// Writes random weights (uniform, standard deviation 0.02; norms 1) for `config`.
@@ -31,6 +94,10 @@ public enum Benchmark {
         config: ModelConfig, format: CheckpointFormat, to handle: FileHandle, seed: UInt64 = 1,
         shouldStop: () -> Bool = { false }
     ) throws {
+        guard config.architecture == .llama && config.headSize * config.headCount == config.dim else {
+            throw CheckpointError(path: "random weights", problem: "a llama2.c checkpoint holds only Llama models of head size "
+                                  + "dim / heads; write this shape as GGUF with --type (F16, Q8_0, ...)")
+        }
         var generator = SeededGenerator(seed: seed)
         let limit = Float(0.02 * 3.0.squareRoot())
         try CheckpointWriter.write(config: config, format: format, to: handle) { name, _ in
@@ -59,21 +126,38 @@ public enum Benchmark {
         config: ModelConfig, fileType: GGUFFileType, name: String, to handle: FileHandle, path: String,
         seed: UInt64 = 1, shouldStop: () -> Bool = { false }
     ) throws -> GGUFStoragePlan {
+        let architecture = try GGUFModelWriter.requireWritable(config, source: name)
+        if fileType == .q4_K_M && architecture != "llama" {
+            throw CheckpointError(path: name, problem: "Q4_K_M is llama.cpp's mix for llama models; Quill does not follow its "
+                                  + "rules for \(architecture): choose a single type (Q4_K, Q8_0, ...)")
+        }
         var generator = SeededGenerator(seed: seed)
         let limit = Float(0.02 * 3.0.squareRoot())
         let plan = fileType.plan(for: config)
-        let metadata = GGUFModelWriter.metadata(config: config, name: name, fileType: fileType.llamaFileType)
+        let metadata = try GGUFModelWriter.metadata(config: config, name: name, fileType: fileType.llamaFileType)
         try GGUFModelWriter.write(config: config, metadata: metadata, types: plan.type, to: handle, path: path) {
-            tensor, _, type, emit in
+            tensor, type, emit in
             if shouldStop() { throw CancellationError() }
-            let (rows, cols) = config.shape(of: tensor)
+            // Vectors: norm gains 1, biases 0 (they cost the same whatever their values).
+            if tensor.isVector {
+                let parts = tensor.parts.map { part -> [Float] in
+                    let count = config.shape(of: part).cols
+                    switch part {
+                    case .weight, .postAttentionNorm, .postFFNNorm: return [Float](repeating: 1, count: count)
+                    case .ropeFrequencyFactors: return config.ropeFrequencyFactors!
+                    default: return [Float](repeating: 0, count: count)
+                    }
+                }
+                let values = parts.flatMap { $0 }
+                try emit(GGMLQuants.quantize(.f32, values, rowLength: values.count))
+                return
+            }
+            let (rows, cols) = tensor.shape(config)
             let rowsPerPiece = max(1, (4 << 20) / cols)
             var row = 0
             while row < rows {
                 let count = min(rowsPerPiece, rows - row)
-                if tensor.isNorm {
-                    try emit(GGMLQuants.quantize(.f32, [Float](repeating: 1, count: cols), rowLength: cols))
-                } else if type.isEncoded {
+                if type.isEncoded {
                     let values = (0..<count * cols).map { _ in
                         Float(Int32(truncatingIfNeeded: generator.next() >> 32)) / Float(Int32.max) * limit
                     }

@@ -85,19 +85,24 @@ public enum GGUFFileType: String, CaseIterable, Sendable {
         return rowLength % smaller.blockSize == 0 ? smaller : .f16
     }
 
-    /// The storage type of every matrix of a model with `config` (norms: F32), with the
-    /// fallbacks taken for rows that are not whole blocks.
+    /// The storage type of every tensor of a model with `config`, with the fallbacks taken for
+    /// rows that are not whole blocks. Vectors are F32, and so are GPT-2's learned positions,
+    /// which llama.cpp's converter writes as F32 and llama-quantize never quantizes. A fused
+    /// matrix follows the rule of its first part (Q of `attn_qkv`, the gate of Phi-3's `ffn_up`).
     public func plan(for config: ModelConfig) -> GGUFStoragePlan {
         var types: [String: GGMLType] = [:]
         var fallbacks: [GGUFStoragePlan.Fallback] = []
-        for (name, layer) in TensorName.ggufOrder(config) {
-            let requested = requestedType(for: name, layer: layer, config: config)
-            let rowLength = config.shape(of: name).cols
+        for tensor in GGUFModelTensor.tensors(of: config) {
+            guard !tensor.isVector, case .weight(let name) = tensor.parts[0] else {
+                types[tensor.name] = .f32
+                continue
+            }
+            let requested = requestedType(for: name, layer: tensor.layer, config: config)
+            let rowLength = tensor.shape(config).cols
             let stored = GGUFFileType.storedType(requested, rowLength: rowLength)
-            let key = name.ggufName(layer: layer)!
-            types[key] = stored
+            types[tensor.name] = stored
             if stored != requested {
-                fallbacks.append(.init(tensor: key, rowLength: rowLength, requested: requested, stored: stored))
+                fallbacks.append(.init(tensor: tensor.name, rowLength: rowLength, requested: requested, stored: stored))
             }
         }
         return GGUFStoragePlan(fileType: self, types: types, fallbacks: fallbacks)
@@ -118,8 +123,11 @@ public struct GGUFStoragePlan: Sendable {
     public let types: [String: GGMLType]
     public let fallbacks: [Fallback]
 
-    /// The storage type of a tensor.
+    /// The storage type of a tensor of Llama's table stored on its own (not fused).
     public func type(of name: TensorName, layer: Int) -> GGMLType { types[name.ggufName(layer: layer)!]! }
+
+    /// The storage type of a tensor of the file.
+    public func type(of tensor: GGUFModelTensor) -> GGMLType { types[tensor.name]! }
 
     /// One line per kind of fallback, as `quill quantize` and `bench` print them: "5 tensors
     /// (blk.0.ffn_down.weight, …) have rows of 172 values, not a multiple of Q4_0's 32: stored as F16".

@@ -186,32 +186,83 @@ struct GGUFEncoder {
     }
 }
 
-/// Writes `llama` models as GGUF, as llama.cpp names and describes them: the hyperparameters
-/// under `llama.*`, the tensors by `TensorName.ggufName(layer:)` with shapes from
-/// `ModelConfig.shape(of:)`, norm weights in F32 and each matrix in the type `types` gives it.
+/// Writes models as GGUF, as llama.cpp names and describes them: the architecture whose
+/// choices the model makes (`llama`, `qwen2`, `phi3`, `gemma`, `gemma2`, `gpt2`), its
+/// hyperparameters under that architecture's keys, the tensors of `GGUFModelTensor.tensors(of:)`,
+/// vectors and learned positions in F32, each matrix in the type `types` gives it. What
+/// GGUFArchitectures.swift reads back from such a file is the model written.
 public enum GGUFModelWriter {
-    /// The architecture written.
-    public static let architecture = "llama"
-
-    /// Throws unless `config` is a model that `llama` keys and tensors describe completely: the
-    /// Llama architecture with full attention in every layer and head size dim / heads. Anything
-    /// else written under them would run wrongly in Quill and llama.cpp alike.
-    public static func requireWritable(_ config: ModelConfig, source: String) throws(CheckpointError) {
-        var architecture = config.architecture
-        let windowed = architecture.windows.contains { $0 != nil }
-        architecture.windows = Architecture.llama.windows
-        guard architecture == .llama && !windowed && config.headSize * config.headCount == config.dim else {
-            let what = windowed && architecture == .llama ? "a Llama model with sliding-window attention" : "not a Llama model"
-            throw CheckpointError(path: source, problem: "is \(what); quill quantize writes only Llama GGUF files yet, "
-                                  + "so use llama.cpp's llama-quantize for this one")
+    /// The llama.cpp architecture that describes `config` completely, or an error naming what
+    /// none of them has (the seeds' post-norms, ReLU, sinusoidal or no positions) or what the
+    /// architecture's name would fix otherwise (a soft cap, a window pattern, a query scale...).
+    /// Anything else written under those keys would run wrongly in Quill and llama.cpp alike.
+    @discardableResult
+    public static func requireWritable(_ config: ModelConfig, source: String) throws(CheckpointError) -> String {
+        let c = config
+        var a = c.architecture
+        if a.windows.allSatisfy({ $0 == nil }) { a.windows = [] }
+        func refuse(_ what: String) -> CheckpointError {
+            CheckpointError(path: source, problem: "\(what), which no llama.cpp architecture describes; Quill cannot write it as GGUF")
         }
+        if a.normPlacement == .post { throw refuse("puts its norms after each residual sum (post-norm)") }
+        if a.feedForward == .relu { throw refuse("has a ReLU feed-forward block") }
+        if a.positions == .sinusoidal || a.positions == .none { throw refuse("has \(a.positions.rawValue) positions") }
+        let name: String
+        switch (a.norm, a.feedForward, a.positions) {
+        case (.layer, .gelu, .learned): name = "gpt2"
+        case (.rms, .swiglu, .rope): name = c.ropePairing == .adjacent ? "llama" : a.fusedGateUp ? "phi3" : "qwen2"
+        case (.rms, .geglu, .rope) where c.ropePairing == .halves: name = a.normPlacement == .preAndPost ? "gemma2" : "gemma"
+        default:
+            throw refuse("combines \(a.norm.rawValue), \(a.feedForward.rawValue), \(a.positions.rawValue) positions "
+                         + "and \(c.ropePairing) RoPE pairs")
+        }
+        // What GGUFModel reads from a file of that name with this model's tensors and keys.
+        var read = Architecture()
+        (read.norm, read.feedForward, read.positions) = (a.norm, a.feedForward, a.positions)
+        (read.biases, read.fusedQKV, read.fusedGateUp) = (a.biases, a.fusedQKV, a.fusedGateUp)
+        switch name {
+        case "llama":
+            // Mistral's window: one size on every layer, shorter than the context.
+            if let w = a.windows.first ?? nil, w < c.contextLength, a.windows == Array(repeating: w, count: c.layerCount) {
+                read.windows = a.windows
+            }
+        case "gemma", "gemma2":
+            read.embeddingScale = Float(c.dim).squareRoot()
+            guard c.sharedClassifier else { throw refuse("is Gemma with its own classifier (llama.cpp's gemma reuses the embedding)") }
+            if name == "gemma2" {
+                read.normPlacement = .preAndPost
+                // llama.cpp applies its defaults (50, 30) when the keys are absent, so both are written.
+                guard let attention = a.attentionSoftcap, let final = a.finalSoftcap else {
+                    throw refuse("is Gemma 2 without both soft caps (llama.cpp would apply 50 and 30)")
+                }
+                (read.attentionSoftcap, read.finalSoftcap) = (attention, final)
+                // The window slides on even layers; without the key llama.cpp (and GGUFModel) take 4096.
+                let w = a.windows.first.flatMap { $0 } ?? 4096
+                read.windows = (0..<c.layerCount).map { $0 % 2 == 0 ? w : nil }
+                read.attentionScale = 1 / Float(c.layerCount == 46 ? c.dim / c.headCount : c.headSize).squareRoot()
+            }
+        default: break
+        }
+        if a.fusedQKV && !a.biases.isDisjoint(with: [.query, .key, .value]) && !a.biases.isSuperset(of: [.query, .key, .value]) {
+            throw refuse("has a fused QKV matrix with biases on only some of Q, K and V")
+        }
+        let differences = [
+            ("norm placement", read.normPlacement != a.normPlacement), ("attention windows", read.windows != a.windows),
+            ("attention scale", read.attentionScale != a.attentionScale), ("embedding scale", read.embeddingScale != a.embeddingScale),
+            ("soft caps", read.attentionSoftcap != a.attentionSoftcap || read.finalSoftcap != a.finalSoftcap),
+        ].filter(\.1).map(\.0)
+        guard differences.isEmpty else {
+            throw refuse("is a \(name) model except for its \(differences.joined(separator: " and "))")
+        }
+        return name
     }
 
-    /// The `general.*` and `llama.*` keys of a model with `config`, named `name`, of llama.cpp's
-    /// file type `fileType` (`LLAMA_FTYPE`).
-    public static func metadata(config c: ModelConfig, name: String, fileType: UInt32) -> [GGUFMetadataEntry] {
-        let a = architecture
-        let entries: [(String, GGUFValue)] = [
+    /// The `general.*` and architecture keys of a model with `config`, named `name`, of
+    /// llama.cpp's file type `fileType` (`LLAMA_FTYPE`).
+    public static func metadata(config c: ModelConfig, name: String, fileType: UInt32) throws(CheckpointError) -> [GGUFMetadataEntry] {
+        let a = try requireWritable(c, source: name)
+        let arch = c.architecture
+        var entries: [(String, GGUFValue)] = [
             ("general.architecture", .string(a)),
             ("general.name", .string(name)),
             ("general.file_type", .uint32(fileType)),
@@ -223,60 +274,61 @@ public enum GGUFModelWriter {
             ("\(a).feed_forward_length", .uint32(UInt32(c.hiddenDim))),
             ("\(a).attention.head_count", .uint32(UInt32(c.headCount))),
             ("\(a).attention.head_count_kv", .uint32(UInt32(c.kvHeadCount))),
-            ("\(a).rope.freq_base", .float32(Float(c.ropeTheta))),
-            ("\(a).attention.layer_norm_rms_epsilon", .float32(c.normEpsilon)),
-            ("\(a).rope.dimension_count", .uint32(UInt32(c.headSize))),
-            ("\(a).vocab_size", .uint32(UInt32(c.vocabSize))),
+            (GGUFModel.epsilonKey(of: a), .float32(c.normEpsilon)),
         ]
-        // Scaled RoPE as llama.cpp's converter writes it; the per-pair factors are the
-        // `rope_freqs.weight` tensor (see `declarations`).
-        var scaling: [(String, GGUFValue)] = []
-        switch c.ropeScaling {
-        case .none: break
-        case .linear(let factor):
-            scaling = [("\(a).rope.scaling.type", .string("linear")), ("\(a).rope.scaling.factor", .float32(Float(factor)))]
+        // llama.cpp's converter writes the vocabulary size for llama only (the others take it
+        // from token_embd's rows).
+        if a == "llama" { entries.append(("\(a).vocab_size", .uint32(UInt32(c.vocabSize)))) }
+        // The head size, when it is not dim / heads (llama.cpp's gemma converters always write it).
+        if c.headSize * c.headCount != c.dim || a.hasPrefix("gemma") {
+            entries += [("\(a).attention.key_length", .uint32(UInt32(c.headSize))),
+                        ("\(a).attention.value_length", .uint32(UInt32(c.headSize)))]
         }
-        return (entries + scaling).map { GGUFMetadataEntry(key: $0.0, value: $0.1) }
+        if arch.positions == .rope {
+            entries += [("\(a).rope.freq_base", .float32(Float(c.ropeTheta))),
+                        ("\(a).rope.dimension_count", .uint32(UInt32(c.headSize)))]
+            // Scaled RoPE as llama.cpp's converter writes it; the per-pair factors are the
+            // `rope_freqs.weight` tensor (see `GGUFModelTensor.tensors(of:)`).
+            switch c.ropeScaling {
+            case .none: break
+            case .linear(let factor):
+                entries += [("\(a).rope.scaling.type", .string("linear")), ("\(a).rope.scaling.factor", .float32(Float(factor)))]
+            }
+        }
+        if let window = arch.windows.first(where: { $0 != nil }) ?? nil {
+            entries.append(("\(a).attention.sliding_window", .uint32(UInt32(window))))
+        }
+        if let cap = arch.attentionSoftcap { entries.append(("\(a).attn_logit_softcapping", .float32(cap))) }
+        if let cap = arch.finalSoftcap { entries.append(("\(a).final_logit_softcapping", .float32(cap))) }
+        return entries.map { GGUFMetadataEntry(key: $0.0, value: $0.1) }
     }
 
     /// The tensor declarations of a model with `config`, in file order, each matrix of the type
-    /// `types` gives it (norms are F32).
-    public static func declarations(config: ModelConfig, types: (TensorName, Int) -> GGMLType) -> [GGUFTensorDeclaration] {
-        var declarations = TensorName.ggufOrder(config).map { name, layer in
-            let (rows, cols) = config.shape(of: name)
-            let type = name.isNorm ? GGMLType.f32 : types(name, layer)
-            return GGUFTensorDeclaration(name: name.ggufName(layer: layer)!, dimensions: name.isNorm ? [cols] : [cols, rows],
-                                         type: GGUFTensorType(id: UInt32(type.rawValue)))
+    /// `types` gives it (vectors are F32).
+    public static func declarations(config: ModelConfig, types: (GGUFModelTensor) -> GGMLType) -> [GGUFTensorDeclaration] {
+        GGUFModelTensor.tensors(of: config).map { tensor in
+            let type = tensor.isVector ? GGMLType.f32 : types(tensor)
+            return GGUFTensorDeclaration(name: tensor.name, dimensions: tensor.dimensions(config), type: GGUFTensorType(id: UInt32(type.rawValue)))
         }
-        if let factors = config.ropeFrequencyFactors {
-            declarations.append(GGUFTensorDeclaration(name: ropeFactorsName, dimensions: [factors.count],
-                                                      type: GGUFTensorType(id: UInt32(GGMLType.f32.rawValue))))
-        }
-        return declarations
     }
-
-    /// llama.cpp's tensor of per-pair RoPE frequency divisors (Llama 3.x), F32 [headSize / 2].
-    public static let ropeFactorsName = "rope_freqs.weight"
 
     /// Writes the model to `handle` (at its start): `metadata` (from `metadata(config:…)` plus
     /// a tokenizer's keys), then each tensor's data, which `data` hands to its `emit` argument in
-    /// one or more pieces: (tensor, layer, storage type, emit).
+    /// one or more pieces: (tensor, storage type, emit).
     public static func write(
-        config: ModelConfig, metadata: [GGUFMetadataEntry], types: (TensorName, Int) -> GGMLType,
+        config: ModelConfig, metadata: [GGUFMetadataEntry], types: (GGUFModelTensor) -> GGMLType,
         to handle: FileHandle, path: String,
-        data: (TensorName, Int, GGMLType, ([UInt8]) throws -> Void) throws -> Void
+        data: (GGUFModelTensor, GGMLType, ([UInt8]) throws -> Void) throws -> Void
     ) throws {
+        try requireWritable(config, source: path)
+        let tensors = GGUFModelTensor.tensors(of: config)
         let declarations = declarations(config: config, types: types)
         let writer = try GGUFWriter(handle: handle, path: path, metadata: metadata, tensors: declarations)
-        for ((name, layer), declaration) in zip(TensorName.ggufOrder(config), declarations) {
-            try data(name, layer, declaration.type.decoded!, writer.write)
+        for (tensor, declaration) in zip(tensors, declarations) {
+            try data(tensor, declaration.type.decoded!, writer.write)
             guard writer.nextTensor?.name != declaration.name else {
                 throw CheckpointError(path: path, problem: "tensor \(quoted(declaration.name)) was not written in full")
             }
-        }
-        if let factors = config.ropeFrequencyFactors {
-            // Little-endian float32 values, as every GGUF tensor.
-            try writer.write(factors.flatMap { value in withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init) })
         }
         try writer.finish()
     }

@@ -54,9 +54,15 @@ extension Quantizer {
         let plan = fileType.plan(for: weights.config)
         var requantized: [String] = []
         var copied: [String] = []
-        for (name, layer) in TensorName.ggufOrder(weights.config) where !name.isNorm {
-            let matrix = weights.matrix(name, layer: layer)
-            let target = plan.type(of: name, layer: layer)
+        let matrixParts = GGUFModelTensor.tensors(of: weights.config).flatMap { tensor in
+            tensor.parts.compactMap { part -> (TensorName, GGUFModelTensor)? in
+                if case .weight(let name) = part, !name.isNorm { return (name, tensor) }
+                return nil
+            }
+        }
+        for (name, tensor) in matrixParts {
+            let matrix = weights.matrix(name, layer: tensor.layer)
+            let target = plan.type(of: tensor)
             if case .float32 = matrix.storage { continue }
             if case .ggml(let type, _) = matrix.storage, type == target {
                 if !copied.contains(type.name) { copied.append(type.name) }
@@ -99,42 +105,47 @@ extension Quantizer {
         defer { try? handle.close() }
         try handle.truncate(atOffset: 0)
         let config = weights.config
-        let metadata = GGUFModelWriter.metadata(config: config, name: name, fileType: job.plan.fileType.llamaFileType) + tokenizer
+        let metadata = try GGUFModelWriter.metadata(config: config, name: name, fileType: job.plan.fileType.llamaFileType) + tokenizer
         try GGUFModelWriter.write(config: config, metadata: metadata, types: job.plan.type, to: handle, path: path) {
-            tensor, layer, type, emit in
+            tensor, type, emit in
             if shouldStop() { throw CancellationError() }
-            let label = "tensor \(tensor.ggufName(layer: layer)!) (\(tensor.rawValue)\(tensor.isPerLayer ? " of layer \(layer)" : ""))"
-            let cols = config.shape(of: tensor).cols
-            let values = weights.floatValues(tensor, layer: layer)
-            var largest: Float = 0
-            for (index, value) in values.enumerated() {
-                guard value.isFinite else {
-                    throw CheckpointError(path: weights.source, problem: "\(label) has a non-finite value (\(value)) at index \(index); it cannot be quantized")
+            // A fused tensor is its parts' rows one after another: each part is written on its own.
+            for part in tensor.parts {
+                let layer = tensor.layer
+                let label = "tensor \(tensor.name) (\(part.description)\(part.isPerLayer ? " of layer \(layer)" : ""))"
+                let cols = config.shape(of: part).cols
+                let values = weights.values(of: part, layer: layer)
+                var largest: Float = 0
+                for (index, value) in values.enumerated() {
+                    guard value.isFinite else {
+                        throw CheckpointError(path: weights.source, problem: "\(label) has a non-finite value (\(value)) at index \(index); it cannot be quantized")
+                    }
+                    largest = max(largest, abs(value))
                 }
-                largest = max(largest, abs(value))
-            }
-            if !tensor.isNorm, case .ggml(let stored, let bytes) = weights.matrix(tensor, layer: layer).storage, stored == type {
-                // Already in the type asked for (and checked finite above): the blocks are copied unchanged.
-                let rowBytes = type.rowBytes(count: cols)
-                let rowsPerPiece = max(1, (4 << 20) / rowBytes)
-                var offset = 0
-                while offset < bytes.count {
-                    let count = min(rowsPerPiece * rowBytes, bytes.count - offset)
-                    try emit(bytes.bytes(offset: offset, count: count))
-                    offset += count
+                if case .weight(let name) = part, !name.isNorm,
+                   case .ggml(let stored, let bytes) = weights.matrix(name, layer: layer).storage, stored == type {
+                    // Already in the type asked for (and checked finite above): the blocks are copied unchanged.
+                    let rowBytes = type.rowBytes(count: cols)
+                    let rowsPerPiece = max(1, (4 << 20) / rowBytes)
+                    var offset = 0
+                    while offset < bytes.count {
+                        let count = min(rowsPerPiece * rowBytes, bytes.count - offset)
+                        try emit(bytes.bytes(offset: offset, count: count))
+                        offset += count
+                    }
+                    continue
                 }
-                return
-            }
-            if let limit = largestEncodable(type), largest > limit {
-                throw CheckpointError(path: weights.source, problem: "\(label) has a value of magnitude \(largest), beyond what \(type.name) "
-                                      + "stores (at most \(limit)); choose a type with more range (BF16 or F32)")
-            }
-            let rowsPerPiece = max(1, (4 << 20) / cols)
-            var start = 0
-            while start < values.count {
-                let end = min(values.count, start + rowsPerPiece * cols)
-                try emit(GGMLQuants.quantize(type, Array(values[start..<end]), rowLength: cols))
-                start = end
+                if let limit = largestEncodable(type), largest > limit {
+                    throw CheckpointError(path: weights.source, problem: "\(label) has a value of magnitude \(largest), beyond what \(type.name) "
+                                          + "stores (at most \(limit)); choose a type with more range (BF16 or F32)")
+                }
+                let rowsPerPiece = max(1, (4 << 20) / cols)
+                var start = 0
+                while start < values.count {
+                    let end = min(values.count, start + rowsPerPiece * cols)
+                    try emit(GGMLQuants.quantize(type, Array(values[start..<end]), rowLength: cols))
+                    start = end
+                }
             }
         }
         try handle.synchronize()
