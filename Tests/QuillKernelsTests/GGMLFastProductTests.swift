@@ -33,20 +33,36 @@ final class GGMLFastProductTests: XCTestCase {
     }
 
     /// The quantized activations are exactly the formula of `ggml_dot.h` (float32 arithmetic is
-    /// the same on every IEEE machine): scale = max|x| / 127, q = round-to-even(x · (1 / scale)).
+    /// the same on every IEEE machine): scale = max|x| / 127, q = round-to-even(x · (1 / scale)),
+    /// on the portable quantizer and the vector one. Blocks so small that the scale is subnormal
+    /// keep |q| ≤ 127 (the scale rounds up when it fell below max|x| / 127) and, where 1 / scale
+    /// overflows, q = round-to-even(x / scale).
     func testActivationQuantizationIsTheFormula() {
         var random = TestValues(seed: 41)
-        var x = (0..<320).map { _ in random.next() * Float(sign: .plus, exponent: Int(random.next() * 8), significand: 1) }
+        var x = (0..<384).map { _ in random.next() * Float(sign: .plus, exponent: Int(random.next() * 8), significand: 1) }
         for i in 64..<96 { x[i] = 0 }  // an all-zero block: scale 0, values 0
         x[100] = 127.5  // ties and exact extremes
+        for i in 320..<352 { x[i] = random.next() * 1e-38 }  // subnormal scale
+        for i in 352..<384 { x[i] = random.next() * 1e-43 }  // 1 / scale overflows
+        for kernel in Self.kernels {  // the portable quantizer and the vector one
+            XCTAssertTrue(Kernels.forceGGMLKernel(kernel))
+            checkQuantization(x, kernel)
+        }
+    }
+
+    private func checkQuantization(_ x: [Float], _ kernel: String) {
         let (values, scales) = GGMLActivations.quantize(x)
-        for block in 0..<10 {
+        for block in 0..<x.count / 32 {
             let part = x[32 * block..<32 * block + 32]
-            let scale = part.map { abs($0) }.max()! / 127
-            XCTAssertEqual(scales[block].bitPattern, scale.bitPattern, "block \(block) scale")
+            let largest = part.map { abs($0) }.max()!
+            var scale = largest / 127
+            if scale < .leastNormalMagnitude && Double(scale) * 127 < Double(largest) { scale = scale.nextUp }
+            XCTAssertEqual(scales[block].bitPattern, scale.bitPattern, "block \(block) scale, \(kernel)")
             let inverse: Float = scale > 0 ? 1 / scale : 0
             for i in part.indices {
-                XCTAssertEqual(Int(values[i]), Int((x[i] * inverse).rounded(.toNearestOrEven)), "value \(i)")
+                let want = inverse.isInfinite ? (x[i] / scale).rounded(.toNearestOrEven) : (x[i] * inverse).rounded(.toNearestOrEven)
+                XCTAssertEqual(Int(values[i]), Int(want), "value \(i), \(kernel)")
+                XCTAssertLessThanOrEqual(abs(Int(values[i])), 127, "value \(i), \(kernel)")
             }
         }
     }
