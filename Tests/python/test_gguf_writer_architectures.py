@@ -118,3 +118,27 @@ def test_q8_0_copy_quantizes_matrices_as_ggml_and_keeps_vectors(files, name):
     # The same description as export.py's file (the F32 test shows it is the model), and it runs.
     assert model_keys(copy) == model_keys(gguf.GGUFReader(files(name)["export"]))
     assert np.isfinite(logits(files(name)["Q8_0"])).all()
+
+
+def test_gemma2_without_soft_cap_keys_reads_llama_cpps_defaults(files, tmp_path):
+    """llama.cpp's gemma2 always caps (attention 50, final logits 30) and reads the two keys only
+    to change those values, so a file without them means the defaults (gemma2.cpp, llama-hparams.h).
+    gguf-py's own metadata tool (gguf_new_metadata) drops the keys; the copy must read as 50/30 and
+    give the logits of the file that states 50/30."""
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+    source = gguf.GGUFReader(files("gemma2")["export"])
+    keys = ["gemma2.attn_logit_softcapping", "gemma2.final_logit_softcapping"]
+
+    def copy(path, new, remove):
+        writer = gguf.GGUFWriter(str(path), arch="gemma2")
+        copy_with_new_metadata(source, writer, new, remove)
+        return path
+
+    stated = copy(tmp_path / "stated.gguf", {keys[0]: MetadataDetails(gguf.GGUFValueType.FLOAT32, 50.0),
+                                             keys[1]: MetadataDetails(gguf.GGUFValueType.FLOAT32, 30.0)}, [])
+    absent = copy(tmp_path / "absent.gguf", {}, keys)
+    assert not any(k in gguf.GGUFReader(absent).fields for k in keys)
+    info = json.loads(subprocess.run([QUILL, "info", "-m", str(absent), "--json"], capture_output=True,
+                                     timeout=60).stdout)
+    assert (info["attention_softcap"], info["final_logit_softcap"]) == (50.0, 30.0)
+    assert np.array_equal(logits(absent), logits(stated))

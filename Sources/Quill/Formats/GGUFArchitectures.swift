@@ -47,8 +47,9 @@ extension GGUFModel {
             arch.embeddingScale = Float(dim).squareRoot()
             if a == "gemma2" {
                 arch.normPlacement = .preAndPost
-                arch.attentionSoftcap = try softcap("\(a).attn_logit_softcapping")
-                arch.finalSoftcap = try softcap("\(a).final_logit_softcapping")
+                // llama.cpp's gemma2 always caps; the keys only change its defaults (50 and 30).
+                arch.attentionSoftcap = try softcap("\(a).attn_logit_softcapping") ?? 50
+                arch.finalSoftcap = try softcap("\(a).final_logit_softcapping") ?? 30
                 // llama.cpp's default window when the key is absent, on even layers (layer 0 slides).
                 let w = window ?? 4096
                 guard w > 0 else { throw gguf.error("metadata '\(windowKey)' is 0; Gemma 2 slides on every other layer") }
