@@ -80,6 +80,75 @@ func readPrompt(_ source: PromptSource?, limit: Int) throws(InputError) -> Strin
     return try decodeText(bytes, name: sourceName(source))
 }
 
+/// A prompt as read for a run that can shift its context: the whole text when it is at most
+/// `limit` bytes, else its first bytes (`text`) and its last `limit` bytes (`tail`), the bytes
+/// between them never held in memory (`skippedBytes`).
+struct PromptHeadAndTail {
+    var text: String
+    var tail: String?
+    var skippedBytes = 0
+}
+
+/// Bytes of a long prompt's head: far more than the few tokens (`--keep`) taken from it.
+let promptHeadBytes = 1 << 16
+
+/// Reads a prompt like `readPrompt`. With `keepTail`, an input longer than `limit` is not an
+/// error: only its first `promptHeadBytes` and a ring of its last `limit` bytes are kept while
+/// it streams past, so memory stays flat however much is piped in. The head is cut back to a
+/// whole character, the tail starts after its first whitespace (a whole word).
+func readPromptHeadAndTail(_ source: PromptSource?, limit: Int, keepTail: Bool) throws(InputError) -> PromptHeadAndTail {
+    let fd: Int32
+    switch source {
+    case .file(let path) where keepTail: fd = try openInput(path)
+    case .standardInput where keepTail: fd = 0
+    case nil where keepTail && isatty(0) != 1: fd = 0
+    default: return PromptHeadAndTail(text: try readPrompt(source, limit: limit))
+    }
+    defer { if fd != 0 { close(fd) } }
+    let name = sourceName(source)
+    var head: [UInt8] = []  // the first bytes read, up to limit, then cut to promptHeadBytes
+    var tail: [UInt8] = []  // once past limit: the latest bytes, between limit and 2 · limit of them
+    var total = 0
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            if errno == EBADF && fd == 0 { break }
+            throw InputError("\(name): cannot read: \(String(cString: strerror(errno)))")
+        }
+        if n == 0 { break }
+        total += n
+        if total <= limit {
+            head += chunk[..<n]
+            continue
+        }
+        if tail.isEmpty && head.count > promptHeadBytes {
+            tail = Array(head[promptHeadBytes...])
+            head.removeLast(head.count - promptHeadBytes)
+        }
+        tail += chunk[..<n]
+        if tail.count > 2 * limit { tail.removeFirst(tail.count - limit) }
+    }
+    if total <= limit {
+        if head.last == 0x0A { head.removeLast() }
+        return PromptHeadAndTail(text: try decodeText(head, name: name))
+    }
+    if tail.count > limit { tail.removeFirst(tail.count - limit) }
+    if tail.last == 0x0A { tail.removeLast() }
+    // Whole characters only: drop a character cut at the head's end and the tail's start,
+    // then the tail's first (probably partial) word.
+    var cut = head.count
+    while cut > 0 && cut > head.count - 4 && head[cut - 1] & 0xC0 == 0x80 { cut -= 1 }
+    if cut > 0 && head[cut - 1] >= 0xC0 { cut -= 1 }
+    head.removeLast(head.count - cut)
+    let start = tail.prefix(64).firstIndex { $0 == 0x20 || $0 == 0x0A || $0 == 0x09 }.map { $0 + 1 }
+        ?? (tail.firstIndex { $0 & 0xC0 != 0x80 } ?? tail.count)
+    tail.removeFirst(start)
+    return PromptHeadAndTail(text: try decodeText(head, name: name), tail: try decodeText(tail, name: name),
+                             skippedBytes: total - head.count - tail.count)
+}
+
 /// How messages name an input source.
 func sourceName(_ source: PromptSource?) -> String {
     switch source {
