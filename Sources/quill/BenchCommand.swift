@@ -17,6 +17,10 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
     for (flag, tokens) in [("-p", o.promptTokens), ("-n", o.generateTokens)] where tokens > context {
         throw InputError("bench: \(flag) \(tokens) is beyond the context window of \(label) (\(context) tokens)")
     }
+    let positions = max(o.promptTokens, o.generateTokens, 1)
+    if let size = try contextSize(o.ctxSize, model: model), size < positions {
+        throw UsageError("bench: -c \(size) is smaller than the \(positions) positions of -p/-n")
+    }
     stderr.write("bench: \(label), \(model.formatDescription), \(threads) threads\n")
     if o.quantize && model.checkpoint?.format.version != 2 {
         let checkpoint = try model.requireCheckpoint(for: "bench --q8")
@@ -28,10 +32,6 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
         model = try loadModel(modelFlag: path, tokenizerFlag: nil, tokenizer: .none)
     }
     let weights = model.weights
-    let positions = max(o.promptTokens, o.generateTokens, 1)
-    if let size = try contextSize(o.ctxSize, model: model), size < positions {
-        throw UsageError("bench: -c \(size) is smaller than the \(positions) positions of -p/-n")
-    }
     let transformer = try model.makeTransformer(threads: threads, maxRows: max(o.batchSize, o.parallel, 1),
                                                 maxLogitRows: max(1, o.parallel), cacheCapacity: o.ctxSize ?? positions)
     let kvBytes = KVCache.byteCount(config: weights.config, capacity: transformer.cacheCapacity, blockRows: transformer.maxRows)

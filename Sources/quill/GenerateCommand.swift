@@ -90,7 +90,9 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     // With a shift, a stream of any length is read as its head and a bounded tail (memory stays
     // flat); without one, a prompt longer than the context is refused after a bounded read.
     let byteLimit = promptByteLimit(contextLength: requestedSize ?? config.contextLength)
-    let input = try readPromptHeadAndTail(options.prompt, limit: byteLimit, keepTail: canShift)
+    // The tail must give the cache's tokens: 64 bytes a token is more than any piece takes.
+    let input = try readPromptHeadAndTail(options.prompt, limit: byteLimit, keepTail: canShift,
+                                          tailBytes: max(1 << 12, (requestedSize ?? config.contextLength) * 64))
     var promptText = input.text
     if options.escape, case .text = options.prompt { promptText = processEscapes(promptText) }
     var promptTokens = try tokenizer.encode(promptText, addBOS: model.addBOS)

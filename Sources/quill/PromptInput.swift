@@ -81,8 +81,8 @@ func readPrompt(_ source: PromptSource?, limit: Int) throws(InputError) -> Strin
 }
 
 /// A prompt as read for a run that can shift its context: the whole text when it is at most
-/// `limit` bytes, else its first bytes (`text`) and its last `limit` bytes (`tail`), the bytes
-/// between them never held in memory (`skippedBytes`).
+/// `limit` bytes, else its first bytes (`text`) and its last bytes (`tail`), the bytes between
+/// them never held in memory (`skippedBytes`).
 struct PromptHeadAndTail {
     var text: String
     var tail: String?
@@ -93,10 +93,14 @@ struct PromptHeadAndTail {
 let promptHeadBytes = 1 << 16
 
 /// Reads a prompt like `readPrompt`. With `keepTail`, an input longer than `limit` is not an
-/// error: only its first `promptHeadBytes` and a ring of its last `limit` bytes are kept while
-/// it streams past, so memory stays flat however much is piped in. The head is cut back to a
-/// whole character, the tail starts after its first whitespace (a whole word).
-func readPromptHeadAndTail(_ source: PromptSource?, limit: Int, keepTail: Bool) throws(InputError) -> PromptHeadAndTail {
+/// error: only its first `promptHeadBytes` and a ring of its last `tailBytes` are kept while it
+/// streams past, so memory stays flat however much is piped in (the tokenizer, too, needs
+/// memory in proportion to its text: the tail is sized by the tokens it must give, not by
+/// `limit`). The head is cut back to a whole character, the tail starts after its first
+/// whitespace (a whole word).
+func readPromptHeadAndTail(
+    _ source: PromptSource?, limit: Int, keepTail: Bool, tailBytes: Int
+) throws(InputError) -> PromptHeadAndTail {
     let fd: Int32
     switch source {
     case .file(let path) where keepTail: fd = try openInput(path)
@@ -107,7 +111,7 @@ func readPromptHeadAndTail(_ source: PromptSource?, limit: Int, keepTail: Bool) 
     defer { if fd != 0 { close(fd) } }
     let name = sourceName(source)
     var head: [UInt8] = []  // the first bytes read, up to limit, then cut to promptHeadBytes
-    var tail: [UInt8] = []  // once past limit: the latest bytes, between limit and 2 · limit of them
+    var tail: [UInt8] = []  // once past limit: the latest bytes, between tailBytes and 2 · tailBytes + a chunk
     var total = 0
     var chunk = [UInt8](repeating: 0, count: 1 << 16)
     while true {
@@ -128,13 +132,13 @@ func readPromptHeadAndTail(_ source: PromptSource?, limit: Int, keepTail: Bool) 
             head.removeLast(head.count - promptHeadBytes)
         }
         tail += chunk[..<n]
-        if tail.count > 2 * limit { tail.removeFirst(tail.count - limit) }
+        if tail.count > 2 * tailBytes { tail.removeFirst(tail.count - tailBytes) }
     }
     if total <= limit {
         if head.last == 0x0A { head.removeLast() }
         return PromptHeadAndTail(text: try decodeText(head, name: name))
     }
-    if tail.count > limit { tail.removeFirst(tail.count - limit) }
+    if tail.count > tailBytes { tail.removeFirst(tail.count - tailBytes) }
     if tail.last == 0x0A { tail.removeLast() }
     // Whole characters only: drop a character cut at the head's end and the tail's start,
     // then the tail's first (probably partial) word.

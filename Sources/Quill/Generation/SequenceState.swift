@@ -38,11 +38,11 @@ public struct GenerationRequest: Sendable {
                                   + "(give --keep below \(limit - 1) or a larger -c)")
         }
         if !shifts {
+            if let capacity, capacity < config.contextLength, prompt.count > capacity {
+                throw GenerationError("prompt is \(prompt.count) tokens but the KV cache holds \(capacity) positions")
+            }
             guard prompt.count <= config.contextLength else {
                 throw GenerationError("prompt is \(prompt.count) tokens but the context window is \(config.contextLength)")
-            }
-            if let capacity, prompt.count > capacity {
-                throw GenerationError("prompt is \(prompt.count) tokens but the KV cache holds \(capacity) positions")
             }
         }
         if let bad = prompt.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
