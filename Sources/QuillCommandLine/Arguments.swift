@@ -140,8 +140,9 @@ public struct GenerateOptions {
     public var shard: (index: Int, count: Int)?
     /// `-c`: positions of the KV cache (default: prompt + -n within the context; the context for -n -1 and --batch).
     public var ctxSize: Int?
-    /// `--keep`: tokens kept at the start when the cache is full (the attention sinks).
-    public var keep = 4
+    /// `--keep`: tokens kept at the start when the cache is full (the attention sinks); nil: 4,
+    /// or no shift in a cache too small to keep 4 and drop any.
+    public var keep: Int?
     /// `--no-context-shift` clears it: stop when the cache is full, refuse a longer prompt.
     public var contextShift = true
 }
@@ -291,7 +292,7 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
                 try setPrompt(path == "-" ? .standardInput : .file(path))
             case "-n", "--n-predict":
                 let n = try parseInt(value(), flag: flag)
-                guard n >= -1 else { throw UsageError("\(flag) must be ≥ -1 (-1 = until the context is full), got \(n)") }
+                guard n >= -1 else { throw UsageError("\(flag) must be ≥ -1 (-1 = until end of story), got \(n)") }
                 options.maxNewTokens = n
             case "-t", "--threads": options.threads = try parseThreads(value(), flag: flag)
             case "-b", "--batch-size": options.batchSize = try parseBatchSize(value(), flag: flag)

@@ -20,7 +20,11 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
     let transformer = try model.makeTransformer(threads: options.threads ?? ModelLoader.physicalCoreCount(),
                                                 maxRows: max(options.batchSize, parallel), maxLogitRows: parallel,
                                                 cacheCapacity: capacity)
-    let shift = options.contextShift ? ContextShift(keep: options.keep) : nil
+    let shift = contextShift(options, capacity: capacity)
+    if let shift, !shift.fits(capacity: capacity) {
+        throw UsageError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(capacity) positions "
+                         + "(give --keep below \(capacity - 1) or a larger -c)")
+    }
     if options.verbose {
         stderr.write("batch: KV cache \(capacity) positions, \(kvCacheDescription(transformer)) a sequence\n")
     }

@@ -85,7 +85,7 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     let tokenizer = try model.requireTokenizer()
     let config = model.weights.config
     let requestedSize = try contextSize(options.ctxSize, model: model)
-    let shift = options.contextShift ? ContextShift(keep: options.keep) : nil
+    var shift = contextShift(options, capacity: requestedSize ?? config.contextLength)
     let canShift = shift != nil && model.canShift
     // With a shift, a stream of any length is read as its head and a bounded tail (memory stays
     // flat); without one, a prompt longer than the context is refused after a bounded read.
@@ -106,13 +106,14 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
         droppedWhileReading = max(0, promptTokens.count - keep) + tailTokens.count - tailKept
         promptTokens = Array(promptTokens.prefix(keep)) + tailTokens.suffix(tailKept)
     }
-    let request = GenerationRequest(
-        prompt: promptTokens, maxNewTokens: options.maxNewTokens, sampling: sampling,
-        ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings, contextShift: shift)
     // The KV cache holds -c positions, else what this run can reach: the prompt and -n new
     // tokens, within the context (the whole context for -n -1).
     let capacity = requestedSize ?? (options.maxNewTokens < 0 ? config.contextLength
-                                     : min(config.contextLength, request.prompt.count + options.maxNewTokens))
+                                     : min(config.contextLength, promptTokens.count + options.maxNewTokens))
+    shift = contextShift(options, capacity: capacity)
+    let request = GenerationRequest(
+        prompt: promptTokens, maxNewTokens: options.maxNewTokens, sampling: sampling,
+        ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings, contextShift: shift)
     let mayFill = options.maxNewTokens < 0 || request.prompt.count + options.maxNewTokens > capacity
     if let shift, canShift, mayFill, !shift.fits(capacity: capacity) {
         throw UsageError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(capacity) positions "
@@ -138,7 +139,7 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     let promptDropped = max(0, request.prompt.count - capacity) + droppedWhileReading
     if promptDropped > 0 || input.skippedBytes > 0 {
         var line = "quill: warning: the prompt is longer than the KV cache (\(capacity) positions): dropped \(promptDropped) tokens "
-            + "after its first \(options.keep)"
+            + "after its first \(shift?.keep ?? 0)"
         if input.skippedBytes > 0 { line += " and \(input.skippedBytes) bytes between head and tail that were not tokenized" }
         OutputStream.standardError.write(line + "\n")
     }
@@ -174,6 +175,17 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     if stdout.readerGone { return .success }  // the reader has gone (e.g. `| head`): end quietly
     if options.verbose { printStatistics(stats) }
     return stats.stopReason == .interrupted && interrupted() ? .interrupted : .success
+}
+
+/// The context shift of a run whose caches hold `capacity` positions: none with
+/// `--no-context-shift`; `--keep N` as given (checked against the cache later); by default keep 4,
+/// unless the cache is too small to keep 4 and drop any (under 6 positions): such a run stops
+/// when full, as without a shift.
+func contextShift(_ options: GenerateOptions, capacity: Int) -> ContextShift? {
+    guard options.contextShift else { return nil }
+    if let keep = options.keep { return ContextShift(keep: keep) }
+    let shift = ContextShift()
+    return shift.fits(capacity: capacity) ? shift : nil
 }
 
 /// `-c N` checked against the model: at most its context (a RoPE model's trained positions; a

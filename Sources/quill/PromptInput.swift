@@ -142,15 +142,23 @@ func readPromptHeadAndTail(
     if tail.last == 0x0A { tail.removeLast() }
     // Whole characters only: drop a character cut at the head's end and the tail's start,
     // then the tail's first (probably partial) word.
-    var cut = head.count
-    while cut > 0 && cut > head.count - 4 && head[cut - 1] & 0xC0 == 0x80 { cut -= 1 }
-    if cut > 0 && head[cut - 1] >= 0xC0 { cut -= 1 }
-    head.removeLast(head.count - cut)
+    head.removeLast(head.count - completeUTF8Prefix(head))
     let start = tail.prefix(64).firstIndex { $0 == 0x20 || $0 == 0x0A || $0 == 0x09 }.map { $0 + 1 }
         ?? (tail.firstIndex { $0 & 0xC0 != 0x80 } ?? tail.count)
     tail.removeFirst(start)
     return PromptHeadAndTail(text: try decodeText(head, name: name), tail: try decodeText(tail, name: name),
                              skippedBytes: total - head.count - tail.count)
+}
+
+/// The length of `bytes` without a UTF-8 character cut off at its end: the last lead byte's
+/// sequence is dropped when fewer bytes follow it than it announces.
+func completeUTF8Prefix(_ bytes: [UInt8]) -> Int {
+    var start = bytes.count
+    while start > 0 && bytes.count - start < 4 && bytes[start - 1] & 0xC0 == 0x80 { start -= 1 }
+    guard start > 0 else { return bytes.count }
+    let lead = bytes[start - 1]
+    let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+    return bytes.count - (start - 1) < length ? start - 1 : bytes.count
 }
 
 /// How messages name an input source.

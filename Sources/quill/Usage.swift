@@ -19,7 +19,8 @@ prompt:
   -e, --escape            turn \\n, \\t, \\\\ in -p/PROMPT into characters (never in files or stdin)
   --echo                  print the prompt before the generated text
 generation:
-  -n, --n-predict N       new tokens to generate (default -1: until end of story or context)
+  -n, --n-predict N       new tokens to generate (default -1: until end of story; with --no-context-shift,
+                          or until the context is full)
   --temp T                temperature, 0 = greedy (default 0.8)
   --top-k K               keep the K most likely tokens, 0 = off (default 40)
   --top-p P               nucleus sampling in (0, 1], 1 = off (default 0.95)
@@ -34,7 +35,7 @@ context:
                           the context; the context for -n -1 and --batch)
   --keep N                when the cache is full, keep the first N tokens (attention sinks) and drop
                           half of the rest, then go on (default 4); a longer prompt keeps its first N
-                          tokens and its end
+                          tokens and its end (by default a cache under 6 positions stops when full)
   --no-context-shift      stop when the cache is full; refuse a prompt longer than the cache
 output:
   --json                  one JSON object instead of streamed text

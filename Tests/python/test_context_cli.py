@@ -173,3 +173,45 @@ def test_learned_positions_refuse_a_larger_cache_and_stop_with_a_note(gpt2):
     assert "learned absolute positions cannot shift" in result.stderr.decode()
     refused = run("perplexity", "-m", gpt2, "--ids", ",".join(["5"] * 40), "--stream", "-c", "16")
     assert refused.returncode == 1 and b"--stream needs positions that can shift" in refused.stderr
+
+
+@needs_shared
+def test_a_long_stream_cut_inside_characters_is_still_text(tmp_path):
+    # One ASCII byte, then 2-byte characters: the head's end (64 KiB) and the tail's start fall
+    # inside a character, which must be cut back to whole ones, not refused as invalid UTF-8.
+    path = tmp_path / "accents.txt"
+    path.write_bytes(b"x" + "é".encode() * 1_500_000)
+    code, _, stdout, stderr = piped(path, *GENERATE, "-c", "32", "-n", "1", "--json", "-")
+    assert code == 0, stderr
+    assert json.loads(stdout)["tokens_prompt"] == 32 and "not tokenized" in stderr
+
+
+@needs_shared
+def test_batch_sequences_shift_and_long_prompts_are_cut():
+    lines = "\n".join(["Once upon a time", json.dumps({"prompt": LONG_TEXT}), "Lily had a"]) + "\n"
+    result = run(*GENERATE, "--batch", "-", "-c", "32", "-n", "60", "--ignore-eos", "--temp", "0", stdin=lines.encode())
+    assert result.returncode == 0, result.stderr
+    objects = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [o["tokens_generated"] for o in objects] == [60, 60, 60]
+    assert all(o["context_shifts"] >= 3 for o in objects)
+    assert objects[1]["tokens_dropped"] > 0 and objects[1]["tokens_prompt"] == 32
+    assert objects[0]["tokens_dropped"] == 0
+
+
+@needs_shared
+def test_bench_reports_the_kv_cache_bytes():
+    result = run("bench", "-m", STORIES, "-p", "8", "-n", "8", "-r", "1", "--parallel", "0", "-c", "64", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # 5 layers × kvDim 32 × 64 positions, K and V in float32.
+    assert report["kv_cache_positions"] == 64 and report["kv_cache_bytes"] == 5 * 32 * 64 * 2 * 4
+
+
+@needs_shared
+def test_the_default_keep_gives_way_in_a_tiny_cache_and_a_given_one_does_not():
+    # A cache of 5 cannot keep 4 and drop any: by default it stops when full, as without a shift.
+    result = run(*GENERATE, "-c", "5", "-n", "20", "--ignore-eos", "--json", "hi")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["stop_reason"] == "context"
+    one_line_usage_error(run(*GENERATE, "-c", "5", "--keep", "4", "-n", "20", "hi"))
+    one_line_usage_error(run(*GENERATE, "--batch", "-", "-c", "5", "--keep", "4", stdin=b"hi\n"))

@@ -314,8 +314,8 @@ public final class Transformer {
                 k.copy(offset: r * kvDim, length: kvDim, to: keyCaches[cacheOf[r]], at: slot)
                 v.copy(offset: r * kvDim, length: kvDim, to: valueCaches[cacheOf[r]], at: slot)
                 // A ring overwrites its first positions; a context shift may need them back.
-                let cache = rowCaches[cacheOf[r]]
-                if slots < cacheCapacity && positions[r] < cache.sinkCount {
+                if slots < cacheCapacity, positions[r] < rowCaches[cacheOf[r]].sinkCount {
+                    let cache = rowCaches[cacheOf[r]]
                     let aside = cache.sinkOffset(layer: l, position: positions[r])
                     k.copy(offset: r * kvDim, length: kvDim, to: cache.sinkKeys, at: aside)
                     v.copy(offset: r * kvDim, length: kvDim, to: cache.sinkValues, at: aside)
