@@ -57,8 +57,10 @@ func processEscapes(_ text: String) -> String {
     return out
 }
 
-/// The result object shared by --json and --batch.
-func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats) -> JSON {
+/// The result object shared by --json and --batch. `bytesSkipped`: the bytes of a long prompt
+/// never tokenized (its middle), when there were any: `tokens_dropped` then counts only the
+/// tokens of the head and tail it dropped.
+func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats, bytesSkipped: Int = 0) -> JSON {
     var fields: [(String, JSON)] = []
     if let id { fields.append(("id", id)) }
     fields += [
@@ -73,6 +75,7 @@ func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats) -> JSON {
         ("ms_generate", .number(stats.generateSeconds * 1000, decimals: 3)),
         ("seed", .raw(String(stats.seed))),  // UInt64: may exceed Int.max
     ]
+    if bytesSkipped > 0 { fields.append(("prompt_bytes_not_tokenized", .int(bytesSkipped))) }
     return .object(fields)
 }
 
@@ -168,7 +171,7 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
                                          + "cannot shift: stopped after \(stats.generatedTokens) tokens (a larger -c goes further)\n")
     }
     if options.json {
-        stdout.write(resultJSON(id: nil, text: text, stats: stats).encoded + "\n")
+        stdout.write(resultJSON(id: nil, text: text, stats: stats, bytesSkipped: input.skippedBytes).encoded + "\n")
     } else if lastByte != nil && lastByte != 0x0A {
         stdout.write([0x0A])
     }

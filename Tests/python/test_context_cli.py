@@ -89,6 +89,7 @@ def test_a_prompt_longer_than_the_cache_keeps_its_head_and_tail():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["tokens_dropped"] == count - 64 and report["tokens_prompt"] == 64
+    assert "prompt_bytes_not_tokenized" not in report
     assert f"dropped {count - 64} tokens after its first 4" in result.stderr.decode()
     refused = run(*GENERATE, "-c", "64", "--no-context-shift", "-n", "3", LONG_TEXT)
     assert refused.returncode == 1
@@ -134,6 +135,7 @@ def test_a_piped_stream_of_50_mb_is_read_in_bounded_memory(tmp_path):
     assert "not tokenized" in stderr
     report = json.loads(stdout)
     assert report["tokens_prompt"] == 64 and report["tokens_dropped"] > 0
+    assert 48_000_000 < report["prompt_bytes_not_tokenized"] < 50_000_000
     # Holding the text alone would take 50 MB (its tokens ~100 MB more); the bounded read holds
     # about 1 MB, and the tokenizer sees only the head and a short tail.
     assert rss < small_rss + 30_000, (rss, small_rss)
