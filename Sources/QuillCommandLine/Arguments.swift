@@ -31,6 +31,12 @@ public struct PerplexityOptions {
     public var ids: [Int]?
     public var idsFile: String?
     public var stride: Int?
+    /// `-c`: positions of the KV cache (the window length; default: the text, within the context).
+    public var ctxSize: Int?
+    /// `--stream`: one pass through a rolling cache with attention sinks instead of windows.
+    public var stream = false
+    /// `--keep`: the attention sinks of `--stream` (default 4).
+    public var keep: Int?
     public var json = false
     public var perToken = false
     /// The work to be done on stderr before scoring starts.
@@ -91,6 +97,8 @@ public struct BenchOptions {
     public var threads: Int?
     public var batchSize = 512
     public var parallel = 8
+    /// `-c`: positions of the KV caches (default: the larger of -p and -n).
+    public var ctxSize: Int?
     public var json = false
     /// Name shown for the model (set when `--shape` re-runs bench on the file it wrote).
     public var label: String?
@@ -130,6 +138,13 @@ public struct GenerateOptions {
     public var parallel: Int?
     public var noProgress = false
     public var shard: (index: Int, count: Int)?
+    /// `-c`: positions of the KV cache (default: prompt + -n within the context; the context for -n -1 and --batch).
+    public var ctxSize: Int?
+    /// `--keep`: tokens kept at the start when the cache is full (the attention sinks); nil: 4,
+    /// or no shift in a cache too small to keep 4 and drop any.
+    public var keep: Int?
+    /// `--no-context-shift` clears it: stop when the cache is full, refuse a longer prompt.
+    public var contextShift = true
 }
 
 /// Sampling flags as typed (validated by the library's SamplingParameters).
@@ -277,7 +292,7 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
                 try setPrompt(path == "-" ? .standardInput : .file(path))
             case "-n", "--n-predict":
                 let n = try parseInt(value(), flag: flag)
-                guard n >= -1 else { throw UsageError("\(flag) must be ≥ -1 (-1 = until the context is full), got \(n)") }
+                guard n >= -1 else { throw UsageError("\(flag) must be ≥ -1 (-1 = until end of story), got \(n)") }
                 options.maxNewTokens = n
             case "-t", "--threads": options.threads = try parseThreads(value(), flag: flag)
             case "-b", "--batch-size": options.batchSize = try parseBatchSize(value(), flag: flag)
@@ -311,6 +326,9 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
             case "--no-progress": try noValue(); options.noProgress = true
             case "--shard": options.shard = try parseShard(value(), flag: flag)
             case "--verbose": try noValue(); options.verbose = true
+            case "-c", "--ctx-size": options.ctxSize = try parseContextSize(value(), flag: flag)
+            case "--keep": options.keep = try parseKeep(value(), flag: flag)
+            case "--no-context-shift": try noValue(); options.contextShift = false
             default:
                 throw UsageError("unknown option '\(flag)'")
             }
@@ -351,6 +369,20 @@ public func parseIDs(_ text: String, flag: String) throws(UsageError) -> [Int] {
 public func parseThreads(_ text: String, flag: String) throws(UsageError) -> Int {
     let n = try parseInt(text, flag: flag)
     guard n >= 1 && n <= 1024 else { throw UsageError("\(flag) must be between 1 and 1024, got \(n)") }
+    return n
+}
+
+/// `-c N`: a KV cache of N ≥ 1 positions (the model's context bounds it once the model is known).
+public func parseContextSize(_ text: String, flag: String) throws(UsageError) -> Int {
+    let n = try parseInt(text, flag: flag)
+    guard n >= 1 else { throw UsageError("\(flag) must be ≥ 1 (positions of the KV cache), got \(n)") }
+    return n
+}
+
+/// `--keep N`: N ≥ 0 tokens kept at the start of a full cache.
+public func parseKeep(_ text: String, flag: String) throws(UsageError) -> Int {
+    let n = try parseInt(text, flag: flag)
+    guard n >= 0 else { throw UsageError("\(flag) must be ≥ 0 (tokens kept at the start), got \(n)") }
     return n
 }
 
@@ -426,6 +458,9 @@ private func parsePerplexity(_ arguments: [String]) throws(UsageError) -> Invoca
             let n = try parseInt(value(), flag: flag)
             guard n >= 1 else { throw UsageError("\(flag) must be ≥ 1, got \(n)") }
             o.stride = n
+        case "-c", "--ctx-size": o.ctxSize = try parseContextSize(value(), flag: flag)
+        case "--stream": try noValue(flag, inline); o.stream = true
+        case "--keep": o.keep = try parseKeep(value(), flag: flag)
         case "--json": try noValue(flag, inline); o.json = true
         case "--per-token": try noValue(flag, inline); o.perToken = true
         case "--verbose": try noValue(flag, inline); o.verbose = true
@@ -439,6 +474,8 @@ private func parsePerplexity(_ arguments: [String]) throws(UsageError) -> Invoca
     let sources = [o.file != nil, o.ids != nil, o.idsFile != nil].filter { $0 }.count
     guard sources == 1 else { throw UsageError("perplexity: give exactly one of -f FILE, --ids or --ids-file") }
     if o.perToken && !o.json { throw UsageError("--per-token needs --json") }
+    if o.stream && o.stride != nil { throw UsageError("perplexity: --stride is for windows; --stream has none") }
+    if o.keep != nil && !o.stream { throw UsageError("--keep needs --stream") }
     return .perplexity(o)
 }
 
@@ -561,6 +598,7 @@ private func parseBench(_ arguments: [String]) throws(UsageError) -> Invocation 
         case "--parallel":
             o.parallel = try count(value(), flag, min: 0)
             guard o.parallel <= 256 else { throw UsageError("\(flag) must be between 0 and 256, got \(o.parallel)") }
+        case "-c", "--ctx-size": o.ctxSize = try parseContextSize(value(), flag: flag)
         case "--json": try noValue(flag, inline); o.json = true
         case "--label": o.label = try value()
         default: return false

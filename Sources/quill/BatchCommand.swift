@@ -11,11 +11,23 @@ import QuillCommandLine
 /// written as soon as it and every line before it are done.
 func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParameters) throws -> ExitStatus {
     let parallel = options.parallel ?? 8
+    let stderr = OutputStream.standardError
     let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath)
     let tokenizer = try model.requireTokenizer()
     let config = model.weights.config
+    // Requests differ in length: the caches hold -c positions, else the whole context.
+    let capacity = try contextSize(options.ctxSize, model: model) ?? config.contextLength
     let transformer = try model.makeTransformer(threads: options.threads ?? ModelLoader.physicalCoreCount(),
-                                                maxRows: max(options.batchSize, parallel), maxLogitRows: parallel)
+                                                maxRows: max(options.batchSize, parallel), maxLogitRows: parallel,
+                                                cacheCapacity: capacity)
+    let shift = contextShift(options, capacity: capacity)
+    if let shift, !shift.fits(capacity: capacity) {
+        throw UsageError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(capacity) positions "
+                         + "(give --keep below \(capacity - 1) or a larger -c)")
+    }
+    if options.verbose {
+        stderr.write("batch: KV cache \(capacity) positions, \(kvCacheDescription(transformer)) a sequence\n")
+    }
     let generator = try BatchGenerator(transformer: transformer, tokenizer: tokenizer, parallel: parallel)
     let fd = file == "-" ? 0 : try openInput(file)
     defer { if fd != 0 { close(fd) } }
@@ -35,10 +47,9 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
         return poll(&poller, 1, 0) > 0
     }, shouldStop: interrupted)
     let defaults = GenerationRequest(prompt: [], maxNewTokens: options.maxNewTokens, sampling: sampling,
-                                     ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings)
+                                     ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings, contextShift: shift)
 
     let stdout = OutputStream.standardOutput
-    let stderr = OutputStream.standardError
     let showProgress = stderr.isTerminal && !options.noProgress
     // Requests are numbered in input order from 0 (`order`); results wait in `waiting` until
     // every earlier one is written; `nextToWrite` is the first order not yet written. `ids`
@@ -101,7 +112,7 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
                     ids[order] = line.id.map { .raw($0.encoded) } ?? .int(index)
                     var request = line.request
                     request.prompt = try tokenizer.encode(line.promptText, addBOS: model.addBOS)
-                    try request.validate(for: config)
+                    try request.validate(for: config, capacity: capacity, canShift: transformer.canShift)
                     return .request(request, tag: order)
                 } catch let error as BatchLineError {
                     failures += 1

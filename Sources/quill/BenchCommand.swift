@@ -17,6 +17,10 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
     for (flag, tokens) in [("-p", o.promptTokens), ("-n", o.generateTokens)] where tokens > context {
         throw InputError("bench: \(flag) \(tokens) is beyond the context window of \(label) (\(context) tokens)")
     }
+    let positions = max(o.promptTokens, o.generateTokens, 1)
+    if let size = try contextSize(o.ctxSize, model: model), size < positions {
+        throw UsageError("bench: -c \(size) is smaller than the \(positions) positions of -p/-n")
+    }
     stderr.write("bench: \(label), \(model.formatDescription), \(threads) threads\n")
     if o.quantize && model.checkpoint?.format.version != 2 {
         let checkpoint = try model.requireCheckpoint(for: "bench --q8")
@@ -28,9 +32,9 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
         model = try loadModel(modelFlag: path, tokenizerFlag: nil, tokenizer: .none)
     }
     let weights = model.weights
-    let positions = max(o.promptTokens, o.generateTokens, 1)
     let transformer = try model.makeTransformer(threads: threads, maxRows: max(o.batchSize, o.parallel, 1),
-                                                maxLogitRows: max(1, o.parallel), cacheCapacity: positions)
+                                                maxLogitRows: max(1, o.parallel), cacheCapacity: o.ctxSize ?? positions)
+    let kvBytes = KVCache.byteCount(config: weights.config, capacity: transformer.cacheCapacity, blockRows: transformer.maxRows)
     let ttft = try Benchmark.timeToFirstToken(weights, threads: threads)
 
     struct Row { let test: String; let values: [Double]; let bytesPerToken: Int? }
@@ -65,6 +69,7 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
             ("model", .string(label)), ("format", .string(quantization)), ("bytes", .int(model.byteCount)),
             ("parameters", .int(c.parameterCount)), ("threads", .int(threads)), ("batch", .int(o.batchSize)), ("blas_core", .string(Benchmark.blasCore)),
             ("bandwidth_gb_s", .number(bandwidth / 1e9, decimals: 2)), ("peak_rss_bytes", .int(rss)),
+            ("kv_cache_positions", .int(transformer.cacheCapacity)), ("kv_cache_bytes", .int(kvBytes)),
             ("ttft_ms", .number(ttft * 1000, decimals: 2)), ("partial", .bool(interrupted())),
             ("tests", .array(rows.map { row in
                 var fields: [(String, JSON)] = [
@@ -94,6 +99,8 @@ func runBench(_ o: BenchOptions) throws -> ExitStatus {
         out += String(format: "| %@ | %.2f | %.2f | %.2f | %d | %@ | %@ |\n", row.test, row.values.median,
                       row.values.min()!, row.values.max()!, row.values.count, bytes, share)
     }
+    out += String(format: "KV cache: %d positions, %d bytes (%.1f MB) a sequence\n", transformer.cacheCapacity, kvBytes,
+                  Double(kvBytes) / 1e6)
     if interrupted() { out += "(interrupted: the repetitions measured so far)\n" }
     OutputStream.standardOutput.write(out)
     return interrupted() ? .interrupted : .success
@@ -144,6 +151,7 @@ private func benchRandomShape(_ o: BenchOptions, threads: Int) throws -> ExitSta
     var arguments = ["quill", "bench", "-m", path, "--label", label, "-p", "\(o.promptTokens)",
                      "-n", "\(o.generateTokens)", "-r", "\(o.repetitions)", "-t", "\(threads)", "-b", "\(o.batchSize)",
                      "--parallel", "\(o.parallel)"]
+    if let size = o.ctxSize { arguments += ["-c", "\(size)"] }
     if o.json { arguments.append("--json") }
     var pid: pid_t = 0
     var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]

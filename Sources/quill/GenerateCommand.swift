@@ -57,8 +57,10 @@ func processEscapes(_ text: String) -> String {
     return out
 }
 
-/// The result object shared by --json and --batch.
-func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats) -> JSON {
+/// The result object shared by --json and --batch. `bytesSkipped`: the bytes of a long prompt
+/// never tokenized (its middle), when there were any: `tokens_dropped` then counts only the
+/// tokens of the head and tail it dropped.
+func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats, bytesSkipped: Int = 0) -> JSON {
     var fields: [(String, JSON)] = []
     if let id { fields.append(("id", id)) }
     fields += [
@@ -67,10 +69,13 @@ func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats) -> JSON {
         ("tokens_prompt", .int(stats.promptTokens)),
         ("tokens_generated", .int(stats.generatedTokens)),
         ("stop_reason", .string(stats.stopReason.rawValue)),
+        ("tokens_dropped", .int(stats.tokensDropped)),
+        ("context_shifts", .int(stats.shifts)),
         ("ms_prompt", .number(stats.promptSeconds * 1000, decimals: 3)),
         ("ms_generate", .number(stats.generateSeconds * 1000, decimals: 3)),
         ("seed", .raw(String(stats.seed))),  // UInt64: may exceed Int.max
     ]
+    if bytesSkipped > 0 { fields.append(("prompt_bytes_not_tokenized", .int(bytesSkipped))) }
     return .object(fields)
 }
 
@@ -82,27 +87,64 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath)
     let tokenizer = try model.requireTokenizer()
     let config = model.weights.config
-    var promptText = try readPrompt(options.prompt, limit: promptByteLimit(contextLength: config.contextLength))
+    let requestedSize = try contextSize(options.ctxSize, model: model)
+    var shift = contextShift(options, capacity: requestedSize ?? config.contextLength)
+    let canShift = shift != nil && model.canShift
+    // With a shift, a stream of any length is read as its head and a bounded tail (memory stays
+    // flat); without one, a prompt longer than the context is refused after a bounded read.
+    let byteLimit = promptByteLimit(contextLength: requestedSize ?? config.contextLength)
+    // The tail must give the cache's tokens: 64 bytes a token is more than any piece takes.
+    let input = try readPromptHeadAndTail(options.prompt, limit: byteLimit, keepTail: canShift,
+                                          tailBytes: max(1 << 12, (requestedSize ?? config.contextLength) * 64))
+    var promptText = input.text
     if options.escape, case .text = options.prompt { promptText = processEscapes(promptText) }
+    var promptTokens = try tokenizer.encode(promptText, addBOS: model.addBOS)
+    var droppedWhileReading = 0
+    if let tail = input.tail {
+        // The middle was never read into memory: the head gives the sinks, the tail the rest.
+        let keep = shift!.keep
+        let tailTokens = try tokenizer.encode(tail, addBOS: false)
+        let capacity = requestedSize ?? config.contextLength
+        let tailKept = min(tailTokens.count, max(0, capacity - keep))
+        droppedWhileReading = max(0, promptTokens.count - keep) + tailTokens.count - tailKept
+        promptTokens = Array(promptTokens.prefix(keep)) + tailTokens.suffix(tailKept)
+    }
+    // The KV cache holds -c positions, else what this run can reach: the prompt and -n new
+    // tokens, within the context (the whole context for -n -1).
+    let capacity = requestedSize ?? (options.maxNewTokens < 0 ? config.contextLength
+                                     : min(config.contextLength, promptTokens.count + options.maxNewTokens))
+    shift = contextShift(options, capacity: capacity)
     let request = GenerationRequest(
-        prompt: try tokenizer.encode(promptText, addBOS: model.addBOS), maxNewTokens: options.maxNewTokens, sampling: sampling,
-        ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings)
-    try request.validate(for: config)
-    // The KV cache holds what this run can reach: the prompt and -n new tokens, within the context.
-    let capacity = options.maxNewTokens < 0 ? config.contextLength : min(config.contextLength, request.prompt.count + options.maxNewTokens)
+        prompt: promptTokens, maxNewTokens: options.maxNewTokens, sampling: sampling,
+        ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings, contextShift: shift)
+    let mayFill = options.maxNewTokens < 0 || request.prompt.count + options.maxNewTokens > capacity
+    if let shift, canShift, mayFill, !shift.fits(capacity: capacity) {
+        throw UsageError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(capacity) positions "
+                         + "(give --keep below \(capacity - 1) or a larger -c)")
+    }
+    try request.validate(for: config, capacity: capacity, canShift: model.canShift)
     let transformer: Transformer
     let generator: Generator
     do {
         transformer = try model.makeTransformer(threads: options.threads ?? ModelLoader.physicalCoreCount(),
-                                                maxRows: min(options.batchSize, request.prompt.count), cacheCapacity: capacity)
+                                                maxRows: min(options.batchSize, request.prompt.count, capacity),
+                                                cacheCapacity: capacity)
         generator = try Generator(transformer: transformer, tokenizer: tokenizer)
     } catch let error as AllocationError {
-        throw InputError("\(error); a smaller -n makes the KV cache smaller")
+        throw InputError("\(error); a smaller -c or -n makes the KV cache smaller")
     }
     let loadSeconds = seconds(since: start)
     if options.verbose {
-        OutputStream.standardError.write(String(format: "load: %.1f ms (%@, %d threads, KV cache %d positions)\n",
-                                                loadSeconds * 1000, model.formatDescription, transformer.threads, capacity))
+        OutputStream.standardError.write(String(format: "load: %.1f ms (%@, %d threads, KV cache %d positions, %@)\n",
+                                                loadSeconds * 1000, model.formatDescription, transformer.threads, capacity,
+                                                kvCacheDescription(transformer)))
+    }
+    let promptDropped = max(0, request.prompt.count - capacity) + droppedWhileReading
+    if promptDropped > 0 || input.skippedBytes > 0 {
+        var line = "quill: warning: the prompt is longer than the KV cache (\(capacity) positions): dropped \(promptDropped) tokens "
+            + "after its first \(shift?.keep ?? 0)"
+        if input.skippedBytes > 0 { line += " and \(input.skippedBytes) bytes between head and tail that were not tokenized" }
+        OutputStream.standardError.write(line + "\n")
     }
 
     let stdout = OutputStream.standardOutput
@@ -112,7 +154,7 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
         stdout.write(promptText)
         lastByte = promptText.utf8.last
     }
-    let stats = try generator.generate(request, shouldStop: interrupted) { bytes in
+    var stats = try generator.generate(request, shouldStop: interrupted) { bytes in
         if interrupted() || !stdout.isOpen { return .interrupted }
         guard !bytes.isEmpty else { return nil }
         if options.json {
@@ -123,14 +165,49 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
         lastByte = bytes.last
         return nil
     }
+    stats.tokensDropped += droppedWhileReading
+    if stats.stopReason == .context && shift != nil && !model.canShift {
+        OutputStream.standardError.write("quill: note: the KV cache is full and \(config.architecture.positions.rawValue) positions "
+                                         + "cannot shift: stopped after \(stats.generatedTokens) tokens (a larger -c goes further)\n")
+    }
     if options.json {
-        stdout.write(resultJSON(id: nil, text: text, stats: stats).encoded + "\n")
+        stdout.write(resultJSON(id: nil, text: text, stats: stats, bytesSkipped: input.skippedBytes).encoded + "\n")
     } else if lastByte != nil && lastByte != 0x0A {
         stdout.write([0x0A])
     }
     if stdout.readerGone { return .success }  // the reader has gone (e.g. `| head`): end quietly
     if options.verbose { printStatistics(stats) }
     return stats.stopReason == .interrupted && interrupted() ? .interrupted : .success
+}
+
+/// The context shift of a run whose caches hold `capacity` positions: none with
+/// `--no-context-shift`; `--keep N` as given (checked against the cache later); by default keep 4,
+/// unless the cache is too small to keep 4 and drop any (under 6 positions): such a run stops
+/// when full, as without a shift.
+func contextShift(_ options: GenerateOptions, capacity: Int) -> ContextShift? {
+    guard options.contextShift else { return nil }
+    if let keep = options.keep { return ContextShift(keep: keep) }
+    let shift = ContextShift()
+    return shift.fits(capacity: capacity) ? shift : nil
+}
+
+/// `-c N` checked against the model: at most its context (a RoPE model's trained positions; a
+/// learned table's rows). nil when not given.
+func contextSize(_ requested: Int?, model: LoadedModel) throws(UsageError) -> Int? {
+    guard let requested else { return nil }
+    let config = model.weights.config
+    guard requested <= config.contextLength else {
+        let what = config.architecture.positions == .learned ? "its learned position table has" : "it was trained on"
+        throw UsageError("-c \(requested) is beyond the context of \(model.path): \(what) \(config.contextLength) positions "
+                         + "(a context shift keeps a longer run within -c)")
+    }
+    return requested
+}
+
+/// "4.0 MB (K and V of 6 layers)": the bytes of one sequence's KV cache.
+func kvCacheDescription(_ transformer: Transformer) -> String {
+    let bytes = KVCache.byteCount(config: transformer.config, capacity: transformer.cacheCapacity, blockRows: transformer.maxRows)
+    return String(format: "KV cache %d bytes (%.1f MB)", bytes, Double(bytes) / 1e6)
 }
 
 func printStatistics(_ stats: GenerationStats) {
@@ -143,6 +220,6 @@ func printStatistics(_ stats: GenerationStats) {
         "generate: \(stats.generatedTokens) tokens in \(format(stats.generateSeconds * 1000, 1)) ms (\(format(stats.generateTokensPerSecond)) tokens/s)",
         "seed: \(stats.seed)",
         "stop: \(stats.stopReason.rawValue)",
-    ]
+    ] + (stats.shifts > 0 ? ["context shifts: \(stats.shifts)"] : [])
     OutputStream.standardError.write(lines.joined(separator: "\n") + "\n")
 }

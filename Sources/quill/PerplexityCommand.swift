@@ -31,15 +31,34 @@ func runPerplexity(_ o: PerplexityOptions) throws -> ExitStatus {
         }
     }
     let threads = o.threads ?? ModelLoader.physicalCoreCount()
-    let transformer = try model.makeTransformer(threads: threads, maxRows: o.batchSize,
-                                                cacheCapacity: min(config.contextLength, max(1, tokens.count)))
-    if o.verbose {
-        let stride = o.stride ?? max(1, transformer.cacheCapacity / 2)
-        OutputStream.standardError.write(
-            "perplexity: scoring \(tokens.count) tokens in windows of \(transformer.cacheCapacity) (stride \(stride)), \(threads) threads\n")
+    // The cache (the window, or the rolling cache of --stream): -c, else the text within the context.
+    let capacity = try contextSize(o.ctxSize, model: model) ?? min(config.contextLength, max(1, tokens.count))
+    let shift = ContextShift(keep: o.keep ?? 4)
+    if o.stream && tokens.count > capacity {
+        guard model.canShift else {
+            throw InputError("--stream needs positions that can shift (RoPE or none); \(model.path) has "
+                             + "\(config.architecture.positions.rawValue) positions")
+        }
+        guard shift.fits(capacity: capacity) else {
+            throw UsageError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(capacity) positions "
+                             + "(give --keep below \(capacity - 1) or a larger -c)")
+        }
     }
-    let result = try Perplexity.evaluate(tokens, transformer: transformer, stride: o.stride, keepPerToken: o.perToken,
-                                         shouldStop: interrupted)
+    if let stride = o.stride, stride > capacity {
+        throw UsageError("--stride \(stride) is larger than the window of \(capacity) positions")
+    }
+    let transformer = try model.makeTransformer(threads: threads, maxRows: min(o.batchSize, capacity), cacheCapacity: capacity)
+    if o.verbose {
+        let how = o.stream ? "one rolling cache of \(capacity) positions keeping \(shift.keep) sinks"
+            : "windows of \(capacity) (stride \(o.stride ?? max(1, capacity / 2)))"
+        OutputStream.standardError.write(
+            "perplexity: scoring \(tokens.count) tokens in \(how), \(kvCacheDescription(transformer)), \(threads) threads\n")
+    }
+    let result = o.stream
+        ? try Perplexity.evaluateStreaming(tokens, transformer: transformer, shift: shift, keepPerToken: o.perToken,
+                                           shouldStop: interrupted)
+        : try Perplexity.evaluate(tokens, transformer: transformer, stride: o.stride, keepPerToken: o.perToken,
+                                  shouldStop: interrupted)
     let bitsPerByte = bytes.map { result.bitsPerByte(bytes: $0) }
     if o.json {
         var fields: [(String, JSON)] = [

@@ -80,6 +80,87 @@ func readPrompt(_ source: PromptSource?, limit: Int) throws(InputError) -> Strin
     return try decodeText(bytes, name: sourceName(source))
 }
 
+/// A prompt as read for a run that can shift its context: the whole text when it is at most
+/// `limit` bytes, else its first bytes (`text`) and its last bytes (`tail`), the bytes between
+/// them never held in memory (`skippedBytes`).
+struct PromptHeadAndTail {
+    var text: String
+    var tail: String?
+    var skippedBytes = 0
+}
+
+/// Bytes of a long prompt's head: far more than the few tokens (`--keep`) taken from it.
+let promptHeadBytes = 1 << 16
+
+/// Reads a prompt like `readPrompt`. With `keepTail`, an input longer than `limit` is not an
+/// error: only its first `promptHeadBytes` and a ring of its last `tailBytes` are kept while it
+/// streams past, so memory stays flat however much is piped in (the tokenizer, too, needs
+/// memory in proportion to its text: the tail is sized by the tokens it must give, not by
+/// `limit`). The head is cut back to a whole character, the tail starts after its first
+/// whitespace (a whole word).
+func readPromptHeadAndTail(
+    _ source: PromptSource?, limit: Int, keepTail: Bool, tailBytes: Int
+) throws(InputError) -> PromptHeadAndTail {
+    let fd: Int32
+    switch source {
+    case .file(let path) where keepTail: fd = try openInput(path)
+    case .standardInput where keepTail: fd = 0
+    case nil where keepTail && isatty(0) != 1: fd = 0
+    default: return PromptHeadAndTail(text: try readPrompt(source, limit: limit))
+    }
+    defer { if fd != 0 { close(fd) } }
+    let name = sourceName(source)
+    var head: [UInt8] = []  // the first bytes read, up to limit, then cut to promptHeadBytes
+    var tail: [UInt8] = []  // once past limit: the latest bytes, between tailBytes and 2 · tailBytes + a chunk
+    var total = 0
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            if errno == EBADF && fd == 0 { break }
+            throw InputError("\(name): cannot read: \(String(cString: strerror(errno)))")
+        }
+        if n == 0 { break }
+        total += n
+        if total <= limit {
+            head += chunk[..<n]
+            continue
+        }
+        if tail.isEmpty && head.count > promptHeadBytes {
+            tail = Array(head[promptHeadBytes...])
+            head.removeLast(head.count - promptHeadBytes)
+        }
+        tail += chunk[..<n]
+        if tail.count > 2 * tailBytes { tail.removeFirst(tail.count - tailBytes) }
+    }
+    if total <= limit {
+        if head.last == 0x0A { head.removeLast() }
+        return PromptHeadAndTail(text: try decodeText(head, name: name))
+    }
+    if tail.count > tailBytes { tail.removeFirst(tail.count - tailBytes) }
+    if tail.last == 0x0A { tail.removeLast() }
+    // Whole characters only: drop a character cut at the head's end and the tail's start,
+    // then the tail's first (probably partial) word.
+    head.removeLast(head.count - completeUTF8Prefix(head))
+    let start = tail.prefix(64).firstIndex { $0 == 0x20 || $0 == 0x0A || $0 == 0x09 }.map { $0 + 1 }
+        ?? (tail.firstIndex { $0 & 0xC0 != 0x80 } ?? tail.count)
+    tail.removeFirst(start)
+    return PromptHeadAndTail(text: try decodeText(head, name: name), tail: try decodeText(tail, name: name),
+                             skippedBytes: total - head.count - tail.count)
+}
+
+/// The length of `bytes` without a UTF-8 character cut off at its end: the last lead byte's
+/// sequence is dropped when fewer bytes follow it than it announces.
+func completeUTF8Prefix(_ bytes: [UInt8]) -> Int {
+    var start = bytes.count
+    while start > 0 && bytes.count - start < 4 && bytes[start - 1] & 0xC0 == 0x80 { start -= 1 }
+    guard start > 0 else { return bytes.count }
+    let lead = bytes[start - 1]
+    let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+    return bytes.count - (start - 1) < length ? start - 1 : bytes.count
+}
+
 /// How messages name an input source.
 func sourceName(_ source: PromptSource?) -> String {
     switch source {

@@ -19,7 +19,8 @@ prompt:
   -e, --escape            turn \\n, \\t, \\\\ in -p/PROMPT into characters (never in files or stdin)
   --echo                  print the prompt before the generated text
 generation:
-  -n, --n-predict N       new tokens to generate (default -1: until end of story or context)
+  -n, --n-predict N       new tokens to generate (default -1: until end of story; with --no-context-shift,
+                          or until the context is full)
   --temp T                temperature, 0 = greedy (default 0.8)
   --top-k K               keep the K most likely tokens, 0 = off (default 40)
   --top-p P               nucleus sampling in (0, 1], 1 = off (default 0.95)
@@ -29,6 +30,13 @@ generation:
   -s, --seed N            random seed (default -1: random, reported by --verbose)
   -r, --reverse-prompt S  stop when the text contains S (also --stop; repeatable)
   --ignore-eos            keep generating past end of sequence
+context:
+  -c, --ctx-size N        KV cache positions, at most the model's context (default: prompt + -n within
+                          the context; the context for -n -1 and --batch)
+  --keep N                when the cache is full, keep the first N tokens (attention sinks) and drop
+                          half of the rest, then go on (default 4); a longer prompt keeps its first N
+                          tokens and its end (by default a cache under 6 positions stops when full)
+  --no-context-shift      stop when the cache is full; refuse a prompt longer than the cache
 output:
   --json                  one JSON object instead of streamed text
   --verbose               load time, tokens/s, seed and stop reason on stderr
@@ -45,7 +53,10 @@ other:
   --version               the version
 
 subcommands:
-  quill perplexity -m M (-f FILE | --ids 1,2,3 | --ids-file F) [--stride N] [--json [--per-token]] [--verbose]
+  quill perplexity -m M (-f FILE | --ids 1,2,3 | --ids-file F) [-c N] [--stride N | --stream [--keep 4]]
+                   [--json [--per-token]] [--verbose]
+                          windows of -c tokens every --stride, or --stream: one rolling cache of -c
+                          keeping --keep sinks (StreamingLLM's evaluation)
   quill tokenize [-z TOK | -m M] [TEXT | -f FILE | stdin] [--ids | --pieces | --json] [--no-bos]
   quill detokenize [-z TOK | -m M] [IDS | -f FILE | stdin]
   quill info [-m] M [--json]
@@ -54,7 +65,7 @@ subcommands:
   quill quantize IN OUT [--group-size N]   no type: float32 llama2.c → int8 llama2.c (version 2)
   quill bench [--shape 15m|42m|110m|tinyllama | -m M] [--q8 | --type F32|F16|BF16|Q8_0|Q4_0|Q5_0|Q4_K|Q5_K|Q6_K|Q4_K_M]
               [--shape gpt2|qwen2-0.5b|gemma-2b|gemma2-2b|phi3-mini --type T]   other architectures: GGUF only
-              [-p 512] [-n 128] [-r 5] [-t N] [-b 512] [--parallel 8] [--json]
+              [-p 512] [-n 128] [-c N] [-r 5] [-t N] [-b 512] [--parallel 8] [--json]
   quill logits -m M --ids 1,2,3
 
 Sampling order: repetition penalty → top-k → top-p → min-p → temperature → draw.

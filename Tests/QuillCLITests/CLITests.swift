@@ -139,7 +139,7 @@ final class CLITests: XCTestCase {
             (["--bogus"], "quill: unknown option '--bogus'"),
             (["-n"], "quill: -n needs a value"),
             (["-n", "abc"], "quill: -n expects an integer, got 'abc'"),
-            (["-n", "-5"], "quill: -n must be ≥ -1 (-1 = until the context is full), got -5"),
+            (["-n", "-5"], "quill: -n must be ≥ -1 (-1 = until end of story), got -5"),
             (["--top-p", "1.7"], "quill: --top-p must be in (0, 1], got 1.7"),
             (["--temp", "nan"], "quill: --temp expects a finite decimal number, got 'nan'"),
             (["--temp", "0x10"], "quill: --temp expects a finite decimal number, got '0x10'"),
@@ -189,7 +189,7 @@ final class CLITests: XCTestCase {
             (["-m", try CLI.sharedFile("stories260K.bin"), "-z", try CLI.sharedFile("llama2-tokenizer.model")],
              "quill: error: tokenizer \(try CLI.sharedFile("llama2-tokenizer.model")) has 32000 pieces but model "
              + "\(try CLI.sharedFile("stories260K.bin")) has a vocabulary of 512"),
-            (try CLI.storiesFlags() + [String(repeating: "once upon a time ", count: 200)],
+            (try CLI.storiesFlags() + ["--no-context-shift", String(repeating: "once upon a time ", count: 200)],
              "quill: error: prompt is 1001 tokens but the context window is 512"),
         ]
         for (arguments, message) in cases {

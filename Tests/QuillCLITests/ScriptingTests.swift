@@ -56,7 +56,8 @@ final class ScriptingTests: XCTestCase {
             #"{"prompt": "\#(String(repeating: "once upon a time ", count: 200))"}"#,
             "The end",
         ].joined(separator: "\n"))
-        let run = try CLI.run(try CLI.storiesFlags() + ["--batch", input, "-n", "5", "--temp", "0"])
+        // --no-context-shift: line 5's prompt is refused (with a shift it would keep its head and tail).
+        let run = try CLI.run(try CLI.storiesFlags() + ["--batch", input, "-n", "5", "--temp", "0", "--no-context-shift"])
         XCTAssertEqual(run.status, 1, "a failed line makes the exit status 1")
         let objects = try lines(run).map { try json($0) }
         XCTAssertEqual(objects.count, 6)

@@ -30,7 +30,7 @@ public final class BatchGenerator {
     public let transformer: Transformer
     public let tokenizer: Tokenizer
     public let parallel: Int
-    private let caches: [KVCache]
+    private var caches: [KVCache]
 
     public init(transformer: Transformer, tokenizer: Tokenizer, parallel: Int) throws(AllocationError) {
         precondition(parallel >= 1 && parallel <= transformer.maxLogitRows, "parallel must fit the transformer's logit rows")
@@ -76,6 +76,8 @@ public final class BatchGenerator {
             }
             let step = slots[s]!.sequence.step(logits: logits, offset: offset)
             slots[s]!.text += step.bytes
+            // Each sequence shifts its own cache when it is full, whatever the others do.
+            if let plan = step.shift { transformer.shift(caches[s], keep: plan.keep, discard: plan.discard, filled: plan.filled) }
             if let feed = step.feed {
                 slots[s]!.pending = feed
             } else {
@@ -96,7 +98,17 @@ public final class BatchGenerator {
                 case .notReady:
                     break refill
                 case .request(let request, let tag):
-                    var sequence = SequenceState(request: request, tokenizer: tokenizer, transformer: transformer)
+                    // Requests come validated; a longer prompt keeps its head and tail (see `fitted`).
+                    let (request, dropped) = request.fitted(capacity: transformer.cacheCapacity)
+                    do {
+                        caches[s] = try transformer.cache(caches[s], keeping: request.contextShift)
+                    } catch {
+                        let sequence = SequenceState(request: request, tokenizer: tokenizer, transformer: transformer)
+                        finished(BatchResult(tag: tag, text: [], stats: sequence.stats, failure: error.description))
+                        continue
+                    }
+                    var sequence = SequenceState(request: request, tokenizer: tokenizer, transformer: transformer,
+                                                 dropped: dropped)
                     let start = DispatchTime.now()
                     var processed = 0
                     let logits = transformer.prefill(request.prompt, startPosition: 0, cache: caches[s], stopWhen: shouldStop,

@@ -27,6 +27,10 @@ public struct GenerationStats: Sendable {
     public var generateSeconds = 0.0
     public var seed: UInt64 = 0
     public var stopReason = StopReason.length
+    /// Prompt tokens left out because the prompt was longer than the KV cache.
+    public var tokensDropped = 0
+    /// Context shifts made (each dropped part of a full KV cache).
+    public var shifts = 0
     /// The generated ids, in order.
     public var tokens: [Int] = []
 
@@ -66,7 +70,7 @@ extension Transformer {
 public final class Generator {
     public let transformer: Transformer
     public let tokenizer: Tokenizer
-    private let cache: KVCache
+    private var cache: KVCache
 
     public init(transformer: Transformer, tokenizer: Tokenizer) throws(AllocationError) {
         self.transformer = transformer
@@ -80,8 +84,10 @@ public final class Generator {
     public func generate(
         _ request: GenerationRequest, shouldStop: () -> Bool = { false }, emit: ([UInt8]) -> StopReason?
     ) throws(GenerationError) -> GenerationStats {
-        try request.validate(for: transformer.config, capacity: transformer.cacheCapacity)
-        var sequence = SequenceState(request: request, tokenizer: tokenizer, transformer: transformer)
+        try request.validate(for: transformer.config, capacity: transformer.cacheCapacity, canShift: transformer.canShift)
+        let (request, dropped) = request.fitted(capacity: transformer.cacheCapacity)
+        cache = try transformer.cache(cache, keeping: request.contextShift)
+        var sequence = SequenceState(request: request, tokenizer: tokenizer, transformer: transformer, dropped: dropped)
         let promptStart = DispatchTime.now()
         var processed = 0
         let prefilled = transformer.prefill(request.prompt, startPosition: 0, cache: cache, stopWhen: shouldStop,
@@ -99,8 +105,18 @@ public final class Generator {
                 _ = emit(step.bytes)
             }
             guard let next = step.feed else { return sequence.stats }
+            if let plan = step.shift { transformer.shift(cache, keep: plan.keep, discard: plan.discard, filled: plan.filled) }
             logits = transformer.forward(token: next, position: sequence.position - 1, cache: cache)
         }
+    }
+}
+
+extension Transformer {
+    /// `cache`, or a new one when it did not keep aside the sinks `shift` keeps (a windowed
+    /// layer's ring that wraps needs them after a shift).
+    func cache(_ cache: KVCache, keeping shift: ContextShift?) throws(GenerationError) -> KVCache {
+        guard let shift, shift.keep > cache.sinkCount, cache.layerSlots.contains(where: { $0 < cacheCapacity }) else { return cache }
+        do { return try makeCache(sinks: shift.keep) } catch { throw GenerationError(error.description) }
     }
 }
 

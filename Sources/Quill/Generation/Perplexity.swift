@@ -77,6 +77,73 @@ public enum Perplexity {
         return result
     }
 
+    /// Scores `tokens` as a stream through one rolling KV cache of `transformer.cacheCapacity`
+    /// positions (StreamingLLM's evaluation): every token is fed once, in order; when the cache is
+    /// full, `shift` keeps the first `shift.keep` tokens (the attention sinks; 0 for a plain
+    /// rolling window) and drops half of the rest, and the kept keys take positions within the
+    /// cache. Between shifts the tokens go in as prefill blocks. Each token is scored from the
+    /// logits after the one before it; `shouldStop` is checked before each block.
+    public static func evaluateStreaming(
+        _ tokens: [Int], transformer: Transformer, shift: ContextShift, keepPerToken: Bool = false,
+        shouldStop: () -> Bool = { false }
+    ) throws -> PerplexityResult {
+        let config = transformer.config
+        let capacity = transformer.cacheCapacity
+        guard tokens.count >= 2 else { throw GenerationError("need at least 2 tokens to score, got \(tokens.count)") }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
+        }
+        guard transformer.canShift || tokens.count <= capacity else {
+            throw GenerationError("--stream needs a model whose positions can shift (RoPE or none); this one has "
+                                  + "\(config.architecture.positions.rawValue) positions")
+        }
+        guard shift.fits(capacity: capacity) || tokens.count <= capacity else {
+            throw GenerationError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(capacity) positions "
+                                  + "(give --keep below \(capacity - 1) or a larger -c)")
+        }
+        var result = PerplexityResult()
+        result.tokens = tokens.count
+        let cache = try transformer.makeCache(sinks: shift.keep)
+        var logProbabilities = [Float](repeating: 0, count: config.vocabSize)
+        var next = 0      // index in `tokens` of the next token to feed
+        var position = 0  // the cache position it goes to
+        // The last token is never fed: nothing follows it to score.
+        while next < tokens.count - 1 {
+            if position == capacity {
+                let discard = shift.discard(filled: capacity)
+                transformer.shift(cache, keep: shift.keep, discard: discard, filled: capacity)
+                position -= discard
+            }
+            let count = min(capacity - position, tokens.count - 1 - next)
+            let block = Array(tokens[next..<next + count])
+            let first = next
+            var nonFinite = false
+            // Row i of the block (token first + i) predicts token first + i + 1.
+            let fed = transformer.prefill(block, startPosition: position, cache: cache, stopWhen: shouldStop,
+                                          everyPosition: { i, logits, offset in
+                guard !nonFinite else { return }
+                if Kernels.firstNonFinite(logits, offset: offset, count: config.vocabSize) != nil {
+                    nonFinite = true
+                    return
+                }
+                let target = first + i + 1
+                logits.copy(offset: offset, length: config.vocabSize, into: &logProbabilities)
+                let logProbability = logSoftmax(logProbabilities, at: tokens[target])
+                result.totalNLL -= logProbability
+                result.scored += 1
+                if keepPerToken { result.perToken.append((target, tokens[target], logProbability)) }
+            })
+            if nonFinite { throw transformer.nonFiniteLogitsError() }
+            if fed == nil {
+                result.complete = false
+                return result
+            }
+            next += count
+            position += count
+        }
+        return result
+    }
+
     /// log softmax(values)[index], in double precision.
     static func logSoftmax(_ values: [Float], at index: Int) -> Double {
         var top = -Double.infinity

@@ -12,29 +12,54 @@ public struct GenerationRequest: Sendable {
     public var ignoreEOS: Bool
     /// Generation ends when the text contains one of these (it is not part of the output).
     public var stopStrings: [String]
+    /// What happens when the KV cache is full; nil: generation stops (and a prompt longer than
+    /// the cache is an error). Models whose positions cannot shift stop either way.
+    public var contextShift: ContextShift?
 
     public init(prompt: [Int], maxNewTokens: Int = -1, sampling: SamplingParameters = .init(),
-                ignoreEOS: Bool = false, stopStrings: [String] = []) {
+                ignoreEOS: Bool = false, stopStrings: [String] = [], contextShift: ContextShift? = nil) {
         self.prompt = prompt
         self.maxNewTokens = maxNewTokens
         self.sampling = sampling
         self.ignoreEOS = ignoreEOS
         self.stopStrings = stopStrings
+        self.contextShift = contextShift
     }
 
     /// Checks that the prompt fits the context window of `config` (and the `capacity`
-    /// positions of the KV caches it will use, when smaller).
-    public func validate(for config: ModelConfig, capacity: Int? = nil) throws(GenerationError) {
+    /// positions of the KV caches it will use, when smaller). A longer prompt is accepted when
+    /// the run shifts (`contextShift` and `canShift`): `fitted` then keeps its head and tail.
+    public func validate(for config: ModelConfig, capacity: Int? = nil, canShift: Bool = false) throws(GenerationError) {
         guard !prompt.isEmpty else { throw GenerationError("the prompt has no tokens") }
-        guard prompt.count <= config.contextLength else {
-            throw GenerationError("prompt is \(prompt.count) tokens but the context window is \(config.contextLength)")
+        let limit = capacity ?? config.contextLength
+        let shifts = contextShift != nil && canShift
+        if let shift = contextShift, shifts, maxNewTokens < 0 || prompt.count + maxNewTokens > limit, !shift.fits(capacity: limit) {
+            throw GenerationError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(limit) positions "
+                                  + "(give --keep below \(limit - 1) or a larger -c)")
         }
-        if let capacity, prompt.count > capacity {
-            throw GenerationError("prompt is \(prompt.count) tokens but the KV cache holds \(capacity) positions")
+        if !shifts {
+            if let capacity, capacity < config.contextLength, prompt.count > capacity {
+                throw GenerationError("prompt is \(prompt.count) tokens but the KV cache holds \(capacity) positions")
+            }
+            guard prompt.count <= config.contextLength else {
+                throw GenerationError("prompt is \(prompt.count) tokens but the context window is \(config.contextLength)")
+            }
         }
         if let bad = prompt.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
         }
+    }
+}
+
+extension GenerationRequest {
+    /// The request as a cache of `capacity` positions runs it: a longer prompt keeps its first
+    /// `contextShift.keep` tokens and its end (validated first), with the number of tokens dropped.
+    func fitted(capacity: Int) -> (GenerationRequest, dropped: Int) {
+        guard let shift = contextShift, prompt.count > capacity else { return (self, 0) }
+        var fitted = self
+        let (kept, dropped) = shift.truncate(prompt, capacity: capacity)
+        fitted.prompt = kept
+        return (fitted, dropped)
     }
 }
 
@@ -50,6 +75,8 @@ struct SequenceState {
     private let bosID: Int
     /// Positions the sequence's KV cache holds (at most the model's context).
     private let capacity: Int
+    /// The shift to make when the cache is full, nil when the sequence stops there instead.
+    private let contextShift: ContextShift?
     /// The position the next fed token takes.
     private(set) var position: Int
     private(set) var stats = GenerationStats()
@@ -61,9 +88,13 @@ struct SequenceState {
         var bytes: [UInt8]
         var feed: Int?
         var stop: StopReason?
+        /// A context shift to make on the sequence's cache before `feed` goes in.
+        var shift: ShiftPlan?
     }
 
-    init(request: GenerationRequest, tokenizer: Tokenizer, transformer: Transformer) {
+    /// `request` as `fitted` made it (its prompt fits the cache), `dropped` the prompt tokens
+    /// it left out.
+    init(request: GenerationRequest, tokenizer: Tokenizer, transformer: Transformer, dropped: Int = 0) {
         self.request = request
         sampler = Sampler(parameters: request.sampling, vocabSize: transformer.config.vocabSize)
         detokenizer = StreamingDetokenizer(tokenizer: tokenizer, previous: request.prompt.last)
@@ -72,8 +103,10 @@ struct SequenceState {
         eosID = tokenizer.eosID
         bosID = tokenizer.bosID
         capacity = transformer.cacheCapacity
+        contextShift = transformer.canShift ? request.contextShift : nil
         position = request.prompt.count
         stats.promptTokens = request.prompt.count
+        stats.tokensDropped = dropped
         stats.seed = sampler.seed
     }
 
@@ -92,9 +125,16 @@ struct SequenceState {
         history.append(next)
         let (bytes, stopped) = stopFilter.push(detokenizer.append(next))
         if stopped { return finish(.stop, before: bytes) }
-        if position >= capacity { return finish(.context, before: bytes) }
+        var shift: ShiftPlan?
+        if position >= capacity {
+            guard let contextShift else { return finish(.context, before: bytes) }
+            let discard = contextShift.discard(filled: position)
+            shift = ShiftPlan(keep: contextShift.keep, discard: discard, filled: position)
+            position -= discard
+            stats.shifts += 1
+        }
         position += 1
-        return Step(bytes: bytes, feed: next, stop: nil)
+        return Step(bytes: bytes, feed: next, stop: nil, shift: shift)
     }
 
     /// Ends the sequence (also used for interruption); releases held-back text unless a stop

@@ -42,6 +42,9 @@ public struct LoadedModel {
         return tokenizer
     }
 
+    /// Whether a full KV cache can drop positions and go on (see `Transformer.canShift`).
+    public var canShift: Bool { [.rope, .none].contains(weights.config.architecture.positions) }
+
     /// A forward pass over this model: `maxRows` rows per block, `maxLogitRows` logit rows at
     /// once (sequences decoded together), KV caches of `cacheCapacity` positions (default: the
     /// whole context). Throws when BLAS is missing or the buffers cannot be allocated.

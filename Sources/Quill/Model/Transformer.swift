@@ -44,6 +44,10 @@ public final class Transformer {
     private var cacheOf: [Int]
     private var keyCaches: [FloatBuffer] = []
     private var valueCaches: [FloatBuffer] = []
+    private var rowCaches: [KVCache] = []  // the caches themselves, for their attention sinks
+    /// A windowed layer's ring in the order a context shift rebuilds it: (max ring slots, kvDim)
+    /// for keys, then the same for values; empty when no ring is shorter than the cache.
+    private let shiftScratch: FloatBuffer
 
     /// `maxRows` is the prefill block size; `maxLogitRows` (default min(maxRows, 16)) bounds the
     /// logits held at once, which for a 32000-token vocabulary is 128 KB a row. `cacheCapacity`
@@ -92,8 +96,12 @@ public final class Transformer {
         cacheOf = Array(repeating: 0, count: maxRows)
         keyCaches.reserveCapacity(maxRows)
         valueCaches.reserveCapacity(maxRows)
-        layerSlots = KVCache.slots(config: c, capacity: capacity, blockRows: maxRows)
-        layerOffsets = layerSlots.indices.map { l in layerSlots[..<l].reduce(0, +) * c.kvDim }
+        rowCaches.reserveCapacity(maxRows)
+        let slots = KVCache.slots(config: c, capacity: capacity, blockRows: maxRows)
+        let longestRing = slots.filter { $0 < capacity }.max() ?? 0
+        shiftScratch = try buffer(2, longestRing * c.kvDim, "the context shift")
+        layerSlots = slots
+        layerOffsets = slots.indices.map { l in slots[..<l].reduce(0, +) * c.kvDim }
     }
 
     /// A forward pass over a llama2.c checkpoint's weights.
@@ -103,9 +111,67 @@ public final class Transformer {
                       cacheCapacity: cacheCapacity)
     }
 
-    /// A new, empty KV cache for one sequence, holding `cacheCapacity` positions.
-    public func makeCache() throws(AllocationError) -> KVCache {
-        try KVCache(config: config, capacity: cacheCapacity, blockRows: maxRows)
+    /// A new, empty KV cache for one sequence, holding `cacheCapacity` positions; `sinks` is the
+    /// most first positions a context shift will keep (`ContextShift.keep`).
+    public func makeCache(sinks: Int = 0) throws(AllocationError) -> KVCache {
+        try KVCache(config: config, capacity: cacheCapacity, blockRows: maxRows, sinks: sinks)
+    }
+
+    /// Whether a full cache can drop positions and go on (`shift`): keys carry rotary positions,
+    /// which turn back exactly, or no positions at all. Learned and sinusoidal positions are
+    /// added to the embedding, so every cached key and value depends on its old position.
+    public var canShift: Bool { [.rope, .none].contains(config.architecture.positions) }
+
+    /// A context shift: of the `filled` positions of `cache`, keeps positions 0 ..< keep (the
+    /// attention sinks) and keep + discard ..< filled, which move down to keep ..< filled − discard,
+    /// their keys turned back by `discard` positions (StreamingLLM's positions within the cache).
+    /// Every layer is one pass: a full layer slides its kept slots down; a windowed layer's ring is
+    /// rebuilt in its new order (from the sinks kept aside when the ring had overwritten them).
+    public func shift(_ cache: KVCache, keep: Int, discard: Int, filled: Int) {
+        precondition(canShift, "shift needs rotary positions or none")
+        precondition(cache.layerSlots == layerSlots, "a KV cache made by another transformer")
+        precondition(keep >= 0 && discard >= 1 && keep + discard <= filled && filled <= cacheCapacity, "shift ranges")
+        let kvDim = config.kvDim, rotary = config.architecture.positions == .rope
+        let remaining = filled - discard
+        for l in 0..<config.layerCount {
+            let offset = layerOffsets[l], slots = layerSlots[l]
+            if slots == cacheCapacity {
+                // Slot p holds position p: slide keep + discard ..< filled down by discard.
+                let moved = (filled - keep - discard) * kvDim
+                Kernels.moveElements(cache.keys, from: offset + (keep + discard) * kvDim, to: offset + keep * kvDim, count: moved)
+                Kernels.moveElements(cache.values, from: offset + (keep + discard) * kvDim, to: offset + keep * kvDim, count: moved)
+                if rotary {
+                    Kernels.unrotate(cache.keys, offset: offset + keep * kvDim, rows: filled - keep - discard, width: kvDim,
+                                     by: discard, table: rope)
+                }
+                continue
+            }
+            // A ring: new position p′ ∈ [first, remaining) goes to slot p′ mod slots. It was position
+            // p′ (a sink) or p′ + discard; the ring still holds every such p ≥ filled − slots, and the
+            // sinks it overwrote were kept aside.
+            let first = max(0, remaining - slots)
+            let valueBase = shiftScratch.count / 2
+            for (i, newPosition) in (first..<remaining).enumerated() {
+                let old = newPosition < keep ? newPosition : newPosition + discard
+                let (keys, values, at): (FloatBuffer, FloatBuffer, Int)
+                if old >= filled - slots {
+                    (keys, values, at) = (cache.keys, cache.values, offset + (old % slots) * kvDim)
+                } else {
+                    precondition(old < cache.sinkCount, "a sink the ring overwrote was not kept aside (make the cache with sinks ≥ keep)")
+                    (keys, values, at) = (cache.sinkKeys, cache.sinkValues, cache.sinkOffset(layer: l, position: old))
+                }
+                keys.copy(offset: at, length: kvDim, to: shiftScratch, at: i * kvDim)
+                values.copy(offset: at, length: kvDim, to: shiftScratch, at: valueBase + i * kvDim)
+            }
+            for (i, newPosition) in (first..<remaining).enumerated() {
+                let slot = offset + (newPosition % slots) * kvDim
+                shiftScratch.copy(offset: i * kvDim, length: kvDim, to: cache.keys, at: slot)
+                shiftScratch.copy(offset: valueBase + i * kvDim, length: kvDim, to: cache.values, at: slot)
+                if rotary && newPosition >= keep {
+                    Kernels.unrotate(cache.keys, offset: slot, rows: 1, width: kvDim, by: discard, table: rope)
+                }
+            }
+        }
     }
 
     /// Slots of each layer in the caches this transformer makes (rings for windowed layers).
@@ -186,6 +252,7 @@ public final class Transformer {
         precondition(n >= 1 && n <= maxLogitRows && batchPositions.count == n && caches.count == n)
         keyCaches.removeAll(keepingCapacity: true)
         valueCaches.removeAll(keepingCapacity: true)
+        rowCaches.removeAll(keepingCapacity: true)
         for r in 0..<n {
             tokens[r] = batchTokens[r]
             positions[r] = batchPositions[r]
@@ -193,6 +260,7 @@ public final class Transformer {
             precondition(caches[r].layerSlots == layerSlots, "a KV cache made by another transformer")
             keyCaches.append(caches[r].keys)
             valueCaches.append(caches[r].values)
+            rowCaches.append(caches[r])
         }
         run(rows: n, blockStart: nil)
         computeLogits(rows: 0..<n, decoding: true)
@@ -203,8 +271,10 @@ public final class Transformer {
         precondition(cache.layerSlots == layerSlots, "a KV cache made by another transformer")
         keyCaches.removeAll(keepingCapacity: true)
         valueCaches.removeAll(keepingCapacity: true)
+        rowCaches.removeAll(keepingCapacity: true)
         keyCaches.append(cache.keys)
         valueCaches.append(cache.values)
+        rowCaches.append(cache)
     }
 
     /// The layers for rows 0..<n of the row tables, leaving each row's final residual in `x`.
@@ -243,6 +313,13 @@ public final class Transformer {
                 let slot = layerOffset + (positions[r] % slots) * kvDim
                 k.copy(offset: r * kvDim, length: kvDim, to: keyCaches[cacheOf[r]], at: slot)
                 v.copy(offset: r * kvDim, length: kvDim, to: valueCaches[cacheOf[r]], at: slot)
+                // A ring overwrites its first positions; a context shift may need them back.
+                if slots < cacheCapacity, positions[r] < rowCaches[cacheOf[r]].sinkCount {
+                    let cache = rowCaches[cacheOf[r]]
+                    let aside = cache.sinkOffset(layer: l, position: positions[r])
+                    k.copy(offset: r * kvDim, length: kvDim, to: cache.sinkKeys, at: aside)
+                    v.copy(offset: r * kvDim, length: kvDim, to: cache.sinkValues, at: aside)
+                }
             }
             let window = a.window(layer: l)
             if let blockStart, n > 1 {
