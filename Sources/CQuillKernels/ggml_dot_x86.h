@@ -108,7 +108,7 @@ INLINE void FN(row32)(const int type, const int B, const uint8_t *row, int nb, c
     for (int b = 0; b < B; ++b) acc[b] = _mm256_setzero_ps();
     int j = 0;
     for (; j + 8 <= nb; j += 8) {
-        for (int p = 0; p < 3; ++p) _mm_prefetch((const char *)row + j * bytes + 768 + 64 * p, _MM_HINT_T0);
+        for (int p = 0; p < 3; ++p) _mm_prefetch((const char *)row + j * bytes + GGML_PREFETCH_AHEAD + 64 * p, _MM_HINT_T0);
         FN(group32)(type, B, row, bytes, j, 8, a, acc);
     }
     switch (nb - j) {  // constant counts, so that the unused lanes cost nothing
@@ -155,9 +155,9 @@ INLINE void FN(row_k45)(const int type, const int B, const uint8_t *row, int nsb
     for (int b = 0; b < B; ++b) acc[b] = macc[b] = _mm256_setzero_ps();
     for (int sb = 0; sb < nsb; ++sb) {
         const uint8_t *block = row + sb * bytes;
-        _mm_prefetch((const char *)block + 1024, _MM_HINT_T0);
-        _mm_prefetch((const char *)block + 1024 + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)block + 1024 + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)block + GGML_PREFETCH_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)block + GGML_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)block + GGML_PREFETCH_AHEAD + 128, _MM_HINT_T0);
         __m256 scales, mins;
         FN(k_scales)(block, &scales, &mins);
         const __m256i high = type == GGML_QUANT_Q5_K ? FN(load)(block + 16) : _mm256_setzero_si256();
@@ -198,7 +198,7 @@ INLINE void FN(row_q6k)(const int B, const uint8_t *row, int nsb, const act_row 
     for (int b = 0; b < B; ++b) acc[b] = _mm256_setzero_ps();
     for (int sb = 0; sb < nsb; ++sb) {
         const uint8_t *block = row + sb * 210;
-        for (int p = 0; p < 4; ++p) _mm_prefetch((const char *)block + 1024 + 64 * p, _MM_HINT_T0);
+        for (int p = 0; p < 4; ++p) _mm_prefetch((const char *)block + GGML_PREFETCH_AHEAD + 64 * p, _MM_HINT_T0);
         const __m256 d = _mm256_set1_ps(FN(half)(block + 208));
         const __m128i sc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(block + 192)), order);
         const __m256 scales0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
@@ -251,7 +251,7 @@ INLINE void FN(rows_half)(const int type, const int B, const uint8_t *row, int k
     for (int b = 0; b < B; ++b) acc[b][0] = acc[b][1] = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= k; i += 16) {
-        _mm_prefetch((const char *)row + 2 * i + 768, _MM_HINT_T0);
+        _mm_prefetch((const char *)row + 2 * i + GGML_PREFETCH_AHEAD, _MM_HINT_T0);
         for (int half = 0; half < 2; ++half) {
             const __m256 w = FN(widen)(type, row + 2 * (i + 8 * half));
             for (int b = 0; b < B; ++b)

@@ -74,7 +74,7 @@ ZINLINE void zmm_row32(const int type, const int B, const uint8_t *row, const in
     int j = 0;
     for (; j + 8 <= nb; j += 8) {
         const uint8_t *group = row + (size_t)j * bytes;
-        for (int p = 0; p < (int)(8 * bytes + 63) / 64; ++p) _mm_prefetch((const char *)group + 1024 + 64 * p, _MM_HINT_T0);
+        for (int p = 0; p < (int)(8 * bytes + 63) / 64; ++p) _mm_prefetch((const char *)group + GGML_PREFETCH_AHEAD + 64 * p, _MM_HINT_T0);
         const __m256 weight_scales = zmm_group_scales(group, bytes);
         __m256 scales[4];
         for (int b = 0; b < B; ++b) scales[b] = _mm256_mul_ps(weight_scales, _mm256_loadu_ps(a[b].d + j));
@@ -150,9 +150,9 @@ ZINLINE void zmm_row_q4k(const int B, const uint8_t *row, const int nsb, const a
     }
     for (int sb = 0; sb < nsb; ++sb) {
         const uint8_t *block = row + (size_t)sb * 144;
-        _mm_prefetch((const char *)block + 1024, _MM_HINT_T0);
-        _mm_prefetch((const char *)block + 1024 + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)block + 1024 + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)block + GGML_PREFETCH_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)block + GGML_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)block + GGML_PREFETCH_AHEAD + 128, _MM_HINT_T0);
         const __m512 factors = zmm_k_scales(block);
         const __m256 scales = _mm512_castps512_ps256(factors), mins = _mm512_extractf32x8_ps(factors, 1);
         __m256 sub_scales[4];
