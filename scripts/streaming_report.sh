@@ -2,10 +2,10 @@
 # Reruns the streaming-perplexity comparison of README.md ("Past the context window") in one
 # command: builds the release quill, makes a venv with numpy, sentencepiece and matplotlib (not
 # the test venv's requirements), writes docs/streaming-perplexity.json and .png.
-#   VENV=/path/to/venv scripts/streaming_report.sh      (default venv: /work/scratch-ctx/venv)
+#   VENV=/path/to/venv scripts/streaming_report.sh      (default venv: .venv-plot in the repository)
 set -eu
 cd "$(dirname "$0")/.."
-VENV=${VENV:-/work/scratch-ctx/venv}
+VENV=${VENV:-.venv-plot}
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import numpy, sentencepiece, matplotlib" 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q numpy sentencepiece matplotlib
