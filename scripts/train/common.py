@@ -253,6 +253,14 @@ def read_checkpoint(path):
 def load_torch(path):
     cfg, w = read_checkpoint(path)
     model = Llama(cfg)
+    copy_weights(model, w)
+    return model.eval()
+
+
+def copy_weights(model, w):
+    """Copies read_checkpoint's arrays into model. The model's seq_len may differ from the
+    file's: RoPE has no weights, so a checkpoint runs (and trains on) any window."""
+    cfg = model.cfg
     with torch.no_grad():
         model.tok_embeddings.weight.copy_(torch.from_numpy(w["token_embedding"]))
         model.norm.weight.copy_(torch.from_numpy(w["rms_final"]))
@@ -263,7 +271,6 @@ def load_torch(path):
                 getattr(l, name).weight.copy_(torch.from_numpy(w[name][i]))
         if not cfg.shared_classifier:
             model.output.weight.copy_(torch.from_numpy(w["wcls"]))
-    return model.eval()
 
 
 # ---------------------------------------------------------------- scoring
