@@ -7,7 +7,7 @@ Runs the release quill binary the way `make run` does (its prompt, its -n, the s
   - made-up words: words of the story (lowercased runs of letters, with apostrophes inside a
     word such as "didn't" or "lily's") that never occur in the training split of the corpus.
 Writes models/story-check.json. Usage (repository root, after `swift build -c release`):
-    scripts/train/.venv/bin/python scripts/train/story_check.py [--n 1024]
+    scripts/train/.venv/bin/python scripts/train/story_check.py [--n 640] [--model M --out F]
 """
 import argparse
 import json
@@ -30,8 +30,10 @@ def words(text):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quill", default=os.path.join(REPO, ".build", "release", "quill"))
+    ap.add_argument("--model", default=None, help="a checkpoint other than the shipped one (its tokenizer: "
+                                                   "models/tinystories.model)")
     ap.add_argument("--prompt", default="Once upon a time", help="make run's PROMPT")
-    ap.add_argument("--n", type=int, default=1024, help="make run's -n")
+    ap.add_argument("--n", type=int, default=640, help="make run's -n")
     ap.add_argument("--temp", type=float, default=0.8)
     ap.add_argument("--seeds", type=int, default=20, help="seeds 1..N")
     ap.add_argument("--out", default=os.path.join(REPO, "models", "story-check.json"))
@@ -46,6 +48,8 @@ def main():
     for seed in range(1, args.seeds + 1):
         cmd = [args.quill, "--json", "-p", args.prompt, "-n", str(args.n), "--temp", str(args.temp),
                "--seed", str(seed)]
+        if args.model:
+            cmd += ["-m", args.model, "-z", os.path.join(REPO, "models", "tinystories.model")]
         result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout)
         story = args.prompt + result["text"]
         made_up = sorted({w for w in words(story) if w not in vocabulary})

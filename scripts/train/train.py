@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import (BOS, REPO, Config, Llama, copy_weights, export_v1, read_checkpoint, read_stories,  # noqa: E402
-                    score_stories, split_stories)
+                    score_stories, split_stories, story_positions_and_mask)
 
 FIXTURE_TEXT = "Once upon a time, there was a little dog"
 
@@ -55,6 +55,8 @@ def main():
                          "its seq_len may differ: the run trains at --seq-len)")
     ap.add_argument("--init-report", default=None,
                     help="the training report of --init's run, kept in this run's report as 'init_report'")
+    ap.add_argument("--separate-stories", action="store_true",
+                    help="each story in a window attends only to itself, from position 0 (as in generation)")
     ap.add_argument("--dev", type=int, default=0,
                     help="hold this many of the last training stories out for monitoring (trials)")
     ap.add_argument("--eval-every", type=int, default=500)
@@ -127,7 +129,7 @@ def main():
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         model.train()
-        logits = model(x)
+        logits = model(x, *story_positions_and_mask(x)) if args.separate_stories else model(x)
         loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,7 +174,7 @@ def main():
                   batch=args.batch, seq_len=T, tokens_seen=args.steps * args.batch * T,
                   train_stories=len(train_stories), train_tokens=int(len(stream)),
                   lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, weight_decay=args.wd,
-                  dropout=args.dropout, init=init, train_seconds=round(train_seconds, 1), dev=history)
+                  dropout=args.dropout, separate_stories=args.separate_stories, init=init, train_seconds=round(train_seconds, 1), dev=history)
     with open(args.report, "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")
