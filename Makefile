@@ -27,9 +27,9 @@ deps:
 build: deps
 	$(SWIFT) build -c release
 
-# Build, then tell a story with the model shipped in models/.
+# Build, then tell a story with the model shipped in models/ (-n 640, its window, so the story ends by itself).
 run: build
-	.build/release/quill --echo -p "$(PROMPT)" -n 256 --verbose
+	.build/release/quill --echo -p "$(PROMPT)" -n 640 --verbose
 
 test: EXTRA_PACKAGES = $(TEST_PACKAGES)
 test: deps test-swift test-python fuzz-smoke

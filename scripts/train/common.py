@@ -89,13 +89,18 @@ def rope_tables(head_size, seq_len):
     return torch.cos(ang).float(), torch.sin(ang).float()
 
 
-def apply_rope(x, cos, sin):
-    # x: [B, T, H, hs]; rotates adjacent pairs (x[2i], x[2i+1])
+def apply_rope(x, cos, sin, positions=None):
+    # x: [B, T, H, hs]; rotates adjacent pairs (x[2i], x[2i+1]) at angle(position of each token):
+    # 0..T-1, or positions [B, T] when each row holds several stories that start at 0
     B, T, H, hs = x.shape
     xp = x.reshape(B, T, H, hs // 2, 2)
     x0, x1 = xp[..., 0], xp[..., 1]
-    c = cos[:T].view(1, T, 1, hs // 2)
-    s = sin[:T].view(1, T, 1, hs // 2)
+    if positions is None:
+        c = cos[:T].view(1, T, 1, hs // 2)
+        s = sin[:T].view(1, T, 1, hs // 2)
+    else:
+        c = cos[positions].view(B, T, 1, hs // 2)
+        s = sin[positions].view(B, T, 1, hs // 2)
     return torch.stack((x0 * c - x1 * s, x0 * s + x1 * c), dim=-1).reshape(B, T, H, hs)
 
 
@@ -113,21 +118,22 @@ class Block(nn.Module):
         self.w2 = nn.Linear(cfg.hidden_dim, cfg.dim, bias=False)
         self.w3 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)
 
-    def forward(self, x, cos, sin):
+    def forward(self, x, cos, sin, positions=None, mask=None):
         cfg = self.cfg
         B, T, _ = x.shape
         h = self.attention_norm(x)
         q = self.wq(h).view(B, T, cfg.n_heads, cfg.head_size)
         k = self.wk(h).view(B, T, cfg.n_kv_heads, cfg.head_size)
         v = self.wv(h).view(B, T, cfg.n_kv_heads, cfg.head_size)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, cos, sin, positions), apply_rope(k, cos, sin, positions)
         rep = cfg.n_heads // cfg.n_kv_heads
         if rep > 1:  # query head h reads kv head h // rep
             k = k.repeat_interleave(rep, dim=2)
             v = v.repeat_interleave(rep, dim=2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
         p = cfg.dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p,
+        # mask [B, 1, T, T] (True = may attend) replaces the causal mask when given
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p,
                                            scale=1.0 / math.sqrt(cfg.head_size))
         a = a.transpose(1, 2).reshape(B, T, cfg.dim)
         x = x + F.dropout(self.wo(a), p, self.training)
@@ -161,15 +167,31 @@ class Llama(nn.Module):
             with torch.no_grad():
                 p.normal_(0.0, s, generator=generator)
 
-    def forward(self, idx):
+    def forward(self, idx, positions=None, mask=None):
         x = self.tok_embeddings(idx)
         x = F.dropout(x, self.cfg.dropout, self.training)
         for layer in self.layers:
-            x = layer(x, self.cos, self.sin)
+            x = layer(x, self.cos, self.sin, positions, mask)
         return self.output(self.norm(x))
 
     def n_params(self):
         return sum(p.numel() for p in self.parameters())
+
+
+def story_positions_and_mask(idx):
+    """For rows that hold several stories, each starting with BOS: every token's position within
+    its own story [B, T], and the attention mask [B, 1, T, T] that lets a token see only the
+    earlier tokens of its story. A story is then trained exactly as it is generated and scored
+    (from BOS at position 0, with nothing before it), however many stories share a window."""
+    B, T = idx.shape
+    story = torch.cumsum((idx == BOS).long(), dim=1)  # [B, T]: which story of the row
+    index = torch.arange(T).expand(B, T)
+    start = torch.where(idx == BOS, index, torch.zeros_like(index))
+    positions = torch.cummax(start, dim=1).values
+    positions = index - positions
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    mask = (story[:, :, None] == story[:, None, :]) & causal
+    return positions, mask[:, None]
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -253,6 +275,14 @@ def read_checkpoint(path):
 def load_torch(path):
     cfg, w = read_checkpoint(path)
     model = Llama(cfg)
+    copy_weights(model, w)
+    return model.eval()
+
+
+def copy_weights(model, w):
+    """Copies read_checkpoint's arrays into model. The model's seq_len may differ from the
+    file's: RoPE has no weights, so a checkpoint runs (and trains on) any window."""
+    cfg = model.cfg
     with torch.no_grad():
         model.tok_embeddings.weight.copy_(torch.from_numpy(w["token_embedding"]))
         model.norm.weight.copy_(torch.from_numpy(w["rms_final"]))
@@ -263,7 +293,6 @@ def load_torch(path):
                 getattr(l, name).weight.copy_(torch.from_numpy(w[name][i]))
         if not cfg.shared_classifier:
             model.output.weight.copy_(torch.from_numpy(w["wcls"]))
-    return model.eval()
 
 
 # ---------------------------------------------------------------- scoring

@@ -20,10 +20,21 @@ fi
 
 export OMP_NUM_THREADS=2 PYTHONHASHSEED=0
 VOCAB=2048
+SHAPE=(--dim 128 --hidden 352 --layers 4 --heads 4 --kv-heads 4)
+# Stage 1's checkpoint, fixture and report are intermediate: they live in a temporary folder.
+STAGE1="$(mktemp -d)"
+trap 'rm -rf "$STAGE1"' EXIT
 "$PY" "$HERE/train_tokenizer.py" --vocab "$VOCAB"
-"$PY" "$HERE/train.py" \
-    --dim 128 --hidden 352 --layers 4 --heads 4 --kv-heads 4 --seq-len 256 \
+# Stage 1: the 256-token window, 2,400 steps from random weights (the previous default model,
+# sha256 58f89a66dcfcaf9e384b0eac27b0ed6aa4e86e725dd1d2fb2cc9c49f418b4014).
+"$PY" "$HERE/train.py" "${SHAPE[@]}" --seq-len 256 \
     --batch 16 --steps 2400 --warmup 100 --lr 2e-3 --min-lr 1e-4 --wd 0.1 --dropout 0.1 \
-    --seed 1337 --eval-every 600 --monitor-heldout
+    --seed 1337 --eval-every 600 --monitor-heldout \
+    --out "$STAGE1/stage1.bin" --fixture "$STAGE1/stage1-fixture.json" --report "$STAGE1/stage1-report.json"
+# Stage 2: the 640-token window (longer than 99% of the training stories), continuing from stage 1.
+"$PY" "$HERE/train.py" "${SHAPE[@]}" --seq-len 640 --init "$STAGE1/stage1.bin" \
+    --init-report "$STAGE1/stage1-report.json" \
+    --separate-stories --batch 6 --steps 480 --warmup 10 --lr 1e-4 --min-lr 1e-5 --wd 0.1 --dropout 0.1 \
+    --seed 1337 --eval-every 160 --monitor-heldout
 "$PY" "$HERE/evaluate.py"
 "$PY" "$HERE/check_export.py"

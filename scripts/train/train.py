@@ -3,6 +3,7 @@ exports it as a llama2.c version 1 checkpoint and writes the Swift test fixture.
 
 Deterministic for a given seed and thread count (torch CPU, 2 threads)."""
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import BOS, REPO, Config, Llama, export_v1, read_stories, score_stories, split_stories  # noqa: E402
+from common import (BOS, REPO, Config, Llama, copy_weights, export_v1, read_checkpoint, read_stories,  # noqa: E402
+                    score_stories, split_stories, story_positions_and_mask)
 
 FIXTURE_TEXT = "Once upon a time, there was a little dog"
 
@@ -48,6 +50,13 @@ def main():
     ap.add_argument("--wd", type=float, default=0.1)
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--init", default=None,
+                    help="start from this llama2.c checkpoint instead of random weights (same shape; "
+                         "its seq_len may differ: the run trains at --seq-len)")
+    ap.add_argument("--init-report", default=None,
+                    help="the training report of --init's run, kept in this run's report as 'init_report'")
+    ap.add_argument("--separate-stories", action="store_true",
+                    help="each story in a window attends only to itself, from position 0 (as in generation)")
     ap.add_argument("--dev", type=int, default=0,
                     help="hold this many of the last training stories out for monitoring (trials)")
     ap.add_argument("--eval-every", type=int, default=500)
@@ -83,6 +92,19 @@ def main():
     model = Llama(cfg)
     g = torch.Generator().manual_seed(args.seed)
     model.init_weights(g)
+    init = None
+    if args.init:
+        init_cfg, weights = read_checkpoint(args.init)
+        init_cfg.seq_len, init_cfg.dropout = cfg.seq_len, cfg.dropout
+        if init_cfg.as_dict() != cfg.as_dict():
+            sys.exit(f"{args.init}: shape {init_cfg.as_dict()} is not the run's {cfg.as_dict()}")
+        copy_weights(model, weights)
+        with open(args.init, "rb") as f:
+            init = dict(sha256=hashlib.sha256(f.read()).hexdigest())
+        if args.init_report:
+            with open(args.init_report) as f:
+                init["init_report"] = json.load(f)
+        print(f"weights from {args.init} (sha256 {init['sha256']})", flush=True)
     print(f"config {cfg.as_dict()}, parameters {model.n_params()}", flush=True)
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -107,7 +129,7 @@ def main():
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         model.train()
-        logits = model(x)
+        logits = model(x, *story_positions_and_mask(x)) if args.separate_stories else model(x)
         loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -152,7 +174,7 @@ def main():
                   batch=args.batch, seq_len=T, tokens_seen=args.steps * args.batch * T,
                   train_stories=len(train_stories), train_tokens=int(len(stream)),
                   lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, weight_decay=args.wd,
-                  dropout=args.dropout, train_seconds=round(train_seconds, 1), dev=history)
+                  dropout=args.dropout, separate_stories=args.separate_stories, init=init, train_seconds=round(train_seconds, 1), dev=history)
     with open(args.report, "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")
