@@ -16,10 +16,14 @@
 //   d    float (nb)      the block scales
 //   s    float (nb)      d · Σq of each block: the block's sum, for the mins of Q4_K and Q5_K
 //   sums int32 (nb)      Σq of each block: times 8 or 16, the offset of Q4_0 or Q5_0 weights
-//   neg  int32 (nb, 8)   per block, −Σq of its first 16 values in lane 0 and of its last 16 in
-//                        lane 4, zeros elsewhere: a dot product started from it, shifted left
-//                        by 3, 4 or 5, subtracts the −8, −16 or −32 offset of Q4_0, Q5_0, Q6_K
-//                        weights exactly, in integers
+//   neg  int32 (nb, 8)   per block, lane l holds −Σq of values 4l ..< 4l + 4, the 4 values a
+//                        dpbusd lane multiplies: a dot product started from it, shifted left by
+//                        3, 4, 5 or 7, subtracts the −8, −16, −32 or −128 offset of Q4_0, Q5_0,
+//                        Q6_K or biased Q8_0 weights exactly, in integers, lane by lane. Each
+//                        lane is then the exact product of its 4 values: the 512-bit kernels
+//                        convert lanes to float32 before summing them, and a lane still carrying
+//                        the offset (it was once taken off in lanes 0 and 4 only) lost the
+//                        precision of the offset's size when the float32 lanes were added
 typedef struct {
     const int8_t *q;
     const float *d;
@@ -74,18 +78,17 @@ static void quantize_activations_portable(const float *x, int k, void *out) {
         // 1 / scale overflows for blocks below about 1e-36: those divide.
         const int divide = isinf(inverse);
         int sums[2] = {0, 0};
+        int32_t *lanes = neg + 8 * j;
+        for (int l = 0; l < 8; ++l) lanes[l] = 0;
         for (int i = 0; i < 32; ++i) {
             const int8_t v = finite ? (int8_t)lrintf(divide ? xb[i] / scale : xb[i] * inverse) : 0;
             q[32 * j + i] = v;
             sums[i / 16] += v;
+            lanes[i / 4] -= v;
         }
         d[j] = scale;
         s[j] = scale * (float)(sums[0] + sums[1]);
         block_sums[j] = sums[0] + sums[1];
-        int32_t *lanes = neg + 8 * j;
-        for (int l = 0; l < 8; ++l) lanes[l] = 0;
-        lanes[0] = -sums[0];
-        lanes[4] = -sums[1];
     }
 }
 
@@ -118,13 +121,15 @@ static void quantize_activations_avx512(const float *x, int k, void *out) {
             q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(inverse)));
             q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(inverse)));
         }
-        _mm_storeu_si128((__m128i *)(q + 32 * j), _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128((__m128i *)(q + 32 * j + 16), _mm512_cvtepi32_epi8(q1));
+        const __m256i bytes = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
+        _mm256_storeu_si256((__m256i *)(q + 32 * j), bytes);
         const int sum0 = _mm512_reduce_add_epi32(q0), sum1 = _mm512_reduce_add_epi32(q1);
         d[j] = scale;
         s[j] = scale * (float)(sum0 + sum1);
         block_sums[j] = sum0 + sum1;
-        _mm256_storeu_si256((__m256i *)(neg + 8 * j), _mm256_setr_epi32(-sum0, 0, 0, 0, -sum1, 0, 0, 0));
+        // Sums of 4: pairs (1 · q) as int16, then pairs of pairs as int32; negated.
+        const __m256i fours = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), bytes), _mm256_set1_epi16(1));
+        _mm256_storeu_si256((__m256i *)(neg + 8 * j), _mm256_sub_epi32(_mm256_setzero_si256(), fours));
     }
 }
 #endif

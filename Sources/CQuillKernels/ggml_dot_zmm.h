@@ -31,9 +31,9 @@ ZINLINE __m512i zmm_two(const void *low, const void *high) {
 // ---------------------------------------------------------------------------------------------
 // Q8_0 and Q4_0: two blocks per zmm. The weights enter dpbusd as unsigned bytes: Q8_0's signed
 // values with 128 added (w ^ 0x80), Q4_0's nibbles as stored (offset 8). The offset times the
-// input block's sum is taken off exactly by starting the product from the input's −Σq (lane 0:
-// first 16 values, lane 4: last 16; they add up in the final sum like any other lane), shifted
-// left by 7 (×128) or 3 (×8).
+// input's values is taken off exactly, lane by lane, by starting the product from the input's
+// −Σq of each lane's 4 values (act_row.neg), shifted left by 7 (×128) or 3 (×8): every lane is
+// the exact product of its 4 true weights before it is converted to float32.
 
 // The 64 values of the pair at `pair` as unsigned bytes (block 1 in bytes 0–31, block 2 in 32–63).
 ZINLINE __m512i zmm_pair_values(const int type, const uint8_t *pair) {
