@@ -29,11 +29,9 @@ import numpy as np
 import sentencepiece as spm
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-CORPUS = os.path.join(REPO, "..", "shared", "corpora", "tinystories-sample.txt")
-# The split of scripts/train/common.py (read_stories, split_stories), restated here because that
-# module needs torch; `held_out_stories` checks the count against models/evaluation.json.
-SEPARATOR = "<|endoftext|>"
-HELDOUT_FRACTION = 0.05
+sys.path.insert(0, os.path.join(REPO, "scripts", "train"))
+from corpus import CORPUS, read_stories, split_stories  # noqa: E402  (the training split; no torch)
+
 BOS = 1
 MODELS = [
     ("tinystories", os.path.join(REPO, "models", "tinystories.bin"), os.path.join(REPO, "models", "tinystories.model")),
@@ -44,21 +42,7 @@ BIN = 500  # scored tokens per point of the curves
 
 
 def held_out_stories(path=CORPUS):
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    stories, current = [], []
-    for line in text.split("\n"):
-        if line == SEPARATOR:
-            stories.append("\n".join(current).strip())
-            current = []
-        else:
-            current.append(line)
-    tail = "\n".join(current).strip()
-    if tail:
-        stories.append(tail)
-    stories = [s for s in stories if s]
-    n_heldout = int(math.ceil(len(stories) * HELDOUT_FRACTION))
-    held = stories[-n_heldout:]
+    _, held = split_stories(read_stories(path))
     evaluation = os.path.join(REPO, "models", "evaluation.json")
     if os.path.exists(evaluation):
         counts = {entry["stories"] for entry in json.load(open(evaluation)).values()}

@@ -13,38 +13,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CORPUS = os.path.join(REPO, "..", "shared", "corpora", "tinystories-sample.txt")
-SEPARATOR = "<|endoftext|>"
-HELDOUT_FRACTION = 0.05
+from corpus import CORPUS, HELDOUT_FRACTION, SEPARATOR, read_stories, split_stories  # noqa: E402,F401  (re-exported)
 BOS = 1
 MAGIC = 0x616B3432
 
 
 # ---------------------------------------------------------------- data
-
-def read_stories(path=CORPUS):
-    """Stories in file order. A story is the text between separator lines,
-    with leading and trailing whitespace (the newlines around it) removed."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    stories, current = [], []
-    for line in text.split("\n"):
-        if line == SEPARATOR:
-            stories.append("\n".join(current).strip())
-            current = []
-        else:
-            current.append(line)
-    tail = "\n".join(current).strip()
-    if tail:
-        stories.append(tail)
-    return [s for s in stories if s]
-
-
-def split_stories(stories):
-    """The last 5% of stories (in file order) are held out, never trained on."""
-    n_heldout = int(math.ceil(len(stories) * HELDOUT_FRACTION))
-    return stories[:-n_heldout], stories[-n_heldout:]
-
 
 # ---------------------------------------------------------------- model
 
