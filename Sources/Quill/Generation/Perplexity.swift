@@ -55,15 +55,8 @@ public enum Perplexity {
                                           everyPosition: { p, logits, offset in
                 let target = begin + p + 1
                 guard target >= firstScored && target < end, !nonFinite else { return }
-                if Kernels.firstNonFinite(logits, offset: offset, count: config.vocabSize) != nil {
-                    nonFinite = true
-                    return
-                }
-                logits.copy(offset: offset, length: config.vocabSize, into: &logProbabilities)
-                let logProbability = logSoftmax(logProbabilities, at: tokens[target])
-                result.totalNLL -= logProbability
-                result.scored += 1
-                if keepPerToken { result.perToken.append((target, tokens[target], logProbability)) }
+                nonFinite = !score(logits, offset: offset, target: target, of: tokens, keepPerToken: keepPerToken,
+                                   into: &result, scratch: &logProbabilities)
             })
             if nonFinite { throw transformer.nonFiniteLogitsError() }
             if fed == nil {
@@ -122,16 +115,8 @@ public enum Perplexity {
             let fed = transformer.prefill(block, startPosition: position, cache: cache, stopWhen: shouldStop,
                                           everyPosition: { i, logits, offset in
                 guard !nonFinite else { return }
-                if Kernels.firstNonFinite(logits, offset: offset, count: config.vocabSize) != nil {
-                    nonFinite = true
-                    return
-                }
-                let target = first + i + 1
-                logits.copy(offset: offset, length: config.vocabSize, into: &logProbabilities)
-                let logProbability = logSoftmax(logProbabilities, at: tokens[target])
-                result.totalNLL -= logProbability
-                result.scored += 1
-                if keepPerToken { result.perToken.append((target, tokens[target], logProbability)) }
+                nonFinite = !score(logits, offset: offset, target: first + i + 1, of: tokens, keepPerToken: keepPerToken,
+                                   into: &result, scratch: &logProbabilities)
             })
             if nonFinite { throw transformer.nonFiniteLogitsError() }
             if fed == nil {
@@ -142,6 +127,20 @@ public enum Perplexity {
             position += count
         }
         return result
+    }
+
+    /// Adds −log p(tokens[target]) under the logits row at `offset` to `result` (and the token to
+    /// its per-token list when kept); false, adding nothing, when the row is not finite.
+    /// `scratch` holds one row (vocabulary size).
+    private static func score(_ logits: FloatBuffer, offset: Int, target: Int, of tokens: [Int], keepPerToken: Bool,
+                              into result: inout PerplexityResult, scratch: inout [Float]) -> Bool {
+        if Kernels.firstNonFinite(logits, offset: offset, count: scratch.count) != nil { return false }
+        logits.copy(offset: offset, length: scratch.count, into: &scratch)
+        let logProbability = logSoftmax(scratch, at: tokens[target])
+        result.totalNLL -= logProbability
+        result.scored += 1
+        if keepPerToken { result.perToken.append((target, tokens[target], logProbability)) }
+        return true
     }
 
     /// log softmax(values)[index], in double precision.
