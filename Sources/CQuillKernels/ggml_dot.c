@@ -134,18 +134,6 @@ static void quantize_activations_avx512(const float *x, int k, void *out) {
 }
 #endif
 
-void ggml_quantize_activations(const float *x, int k, void *out) {
-#if defined(__x86_64__)
-    // The forced portable kernel set also quantizes portably, so tests can compare the two.
-    if (strcmp(ggml_fast_kernel_name(), "portable") != 0 && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
-        quantize_activations_avx512(x, k, out);
-        return;
-    }
-#endif
-    quantize_activations_portable(x, k, out);
-}
-
 void ggml_activation_values(const void *row, int k, int8_t *q, float *scales) {
     const act_row a = act_view(row, k);
     memcpy(q, a.q, (size_t)k);
@@ -337,19 +325,21 @@ static void halves_portable(int type, const uint8_t *blocks, size_t row_bytes, i
 
 typedef void (*quantized_fn)(int, const uint8_t *, size_t, int, const uint8_t *, size_t, int, int, int, float *, int);
 typedef void (*halves_fn)(int, const uint8_t *, size_t, int, const float *, int, int, int, float *, int);
+typedef void (*quantize_fn)(const float *, int, void *);
 
 typedef struct {
     const char *name;
     quantized_fn quantized;
     halves_fn halves;
+    quantize_fn quantize;  // the activations' quantizer: same bytes on every set
 } kernel_set;
 
-static const kernel_set portable_set = {"portable", quantized_portable, halves_portable};
+static const kernel_set portable_set = {"portable", quantized_portable, halves_portable, quantize_activations_portable};
 #if defined(__x86_64__)
-static const kernel_set avx512_set = {"avx512", quantized_avx512, halves_avx512vnni};
-static const kernel_set avx512vnni_set = {"avx512vnni", quantized_avx512vnni, halves_avx512vnni};
-static const kernel_set avxvnni_set = {"avxvnni", quantized_avxvnni, halves_avxvnni};
-static const kernel_set avx2_set = {"avx2", quantized_avx2, halves_avx2};
+static const kernel_set avx512_set = {"avx512", quantized_avx512, halves_avx512vnni, quantize_activations_avx512};
+static const kernel_set avx512vnni_set = {"avx512vnni", quantized_avx512vnni, halves_avx512vnni, quantize_activations_portable};
+static const kernel_set avxvnni_set = {"avxvnni", quantized_avxvnni, halves_avxvnni, quantize_activations_portable};
+static const kernel_set avx2_set = {"avx2", quantized_avx2, halves_avx2, quantize_activations_portable};
 #endif
 
 // Whether this CPU runs a set (by name).
@@ -406,6 +396,10 @@ int ggml_fast_force_kernel(const char *name) {
 }
 
 const char *ggml_fast_kernel_name(void) { return choose()->name; }
+
+// The set's quantizer: the vector one comes with the "avx512" set (whose CPU check covers its
+// instructions), so forcing another set, as tests do, also runs the portable loop.
+void ggml_quantize_activations(const float *x, int k, void *out) { choose()->quantize(x, k, out); }
 
 int ggml_matmul_fast(int type, const void *blocks, int k, const float *x, const void *activations,
                      size_t activation_stride, int batch, int row_begin, int row_end, float *y, int ldy) {
