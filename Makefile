@@ -4,13 +4,14 @@
 SWIFT      ?= swift
 PYTHON     ?= python3
 SYSTEM_PACKAGES := libblas-dev libopenblas0-pthread libsentencepiece-dev
-# What `make test` needs besides (the CLI tests measure peak memory with /usr/bin/time).
-TEST_PACKAGES   := time python3-venv
+# What `make test` needs besides (the CLI tests measure peak memory with /usr/bin/time; mandoc
+# lints the man page, zsh and fish parse their completions).
+TEST_PACKAGES   := time python3-venv mandoc zsh fish
 TEST_VENV  := .venv-test
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMPT     ?= Once upon a time
 
-.PHONY: all build deps run test test-swift test-python fuzz fuzz-build fuzz-smoke sanitize check-llamacpp model bench clean
+.PHONY: all build deps run install uninstall docs test test-swift test-python fuzz fuzz-build fuzz-smoke sanitize check-llamacpp model bench clean
 
 all: build
 
@@ -111,6 +112,36 @@ check-llamacpp: $(LLAMACPP_VENV)/.installed
 # Train the default model and tokenizer from ../shared/corpora (about an hour on 2 cores).
 model:
 	scripts/train/make_model.sh
+
+# Install: the binary, the default model and tokenizer (found from the binary's own path), the
+# man page and completions. INSTALL_BINARY=path installs a binary already built (the tests do).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTALL_BINARY ?=
+INSTALLED_FILES := bin/quill share/quill/tinystories.bin share/quill/tinystories.model share/man/man1/quill.1 \
+  share/bash-completion/completions/quill share/zsh/site-functions/_quill share/fish/vendor_completions.d/quill.fish
+
+install: $(if $(INSTALL_BINARY),,build)
+	install -D -m 755 $(or $(INSTALL_BINARY),.build/release/quill) $(DESTDIR)$(PREFIX)/bin/quill
+	install -D -m 644 models/tinystories.bin $(DESTDIR)$(PREFIX)/share/quill/tinystories.bin
+	install -D -m 644 models/tinystories.model $(DESTDIR)$(PREFIX)/share/quill/tinystories.model
+	install -D -m 644 docs/quill.1 $(DESTDIR)$(PREFIX)/share/man/man1/quill.1
+	install -D -m 644 docs/completions/quill.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/quill
+	install -D -m 644 docs/completions/_quill $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_quill
+	install -D -m 644 docs/completions/quill.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/quill.fish
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED_FILES))
+	-rmdir $(DESTDIR)$(PREFIX)/share/quill 2>/dev/null
+
+# The man page, completions and README flag tables, printed from the command table.
+docs:
+	$(SWIFT) build
+	.build/debug/quill _docs man > docs/quill.1
+	.build/debug/quill _docs bash > docs/completions/quill.bash
+	.build/debug/quill _docs zsh > docs/completions/_quill
+	.build/debug/quill _docs fish > docs/completions/quill.fish
+	$(PYTHON) scripts/update_readme_flags.py .build/debug/quill README.md
 
 clean:
 	rm -rf .build .build-fuzz .build-asan $(TEST_VENV)

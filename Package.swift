@@ -30,8 +30,8 @@ let package = Package(
         ),
         .target(name: "Quill", dependencies: ["QuillKernels", "CSentencePiece"]),
         // The command line's grammar: flags into typed options, no I/O (a library so that the
-        // fuzz target can drive it).
-        .target(name: "QuillCommandLine"),
+        // fuzz target can drive it). It reads the request parameters' table from Quill.
+        .target(name: "QuillCommandLine", dependencies: ["Quill"]),
         .executableTarget(name: "quill", dependencies: ["Quill", "QuillKernels", "QuillCommandLine"]),
         // libFuzzer targets for every parser of untrusted bytes (see `make fuzz`). Built with
         // `-sanitize=fuzzer` it has no main of its own; built normally it replays files.

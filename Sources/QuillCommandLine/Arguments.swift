@@ -1,7 +1,10 @@
 import Foundation
+import Quill
 
 // Hand-written argument parsing: flags follow llama.cpp's llama-cli where it has one.
-// Accepts "--flag value", "--flag=value" and "-x value"; "--" ends the flags.
+// Accepts "--flag value", "--flag=value" and "-x value"; "--" ends the flags. Every flag a parser
+// takes is a row of CommandTable.swift (a flag missing there is refused as unknown, and a test
+// reads this file to name it); generation's request parameters are read by their table rows.
 
 /// A command line that cannot be understood. Printed with a hint; exit status 2.
 public struct UsageError: Error {
@@ -21,6 +24,10 @@ public enum Invocation {
     case info(InfoOptions)
     case quantize(QuantizeOptions)
     case bench(BenchOptions)
+    /// `quill SUBCOMMAND --help`: that command's own usage.
+    case commandHelp(CommandSpec)
+    /// `quill _docs KIND`: a file made from the command table (man page, completions, README table).
+    case documentation(String)
 }
 
 /// `quill perplexity`: how well a model predicts a text (or an exact id sequence).
@@ -43,6 +50,8 @@ public struct PerplexityOptions {
     public var verbose = false
     public var threads: Int?
     public var batchSize = 64
+    /// No progress line even when stderr is a terminal.
+    public var noProgress = false
 }
 
 /// `quill tokenize` / `quill detokenize`.
@@ -75,6 +84,8 @@ public struct QuantizeOptions {
     public var tokenizerPath: String?
     /// nil: 64, or the largest power of two below it that divides dim and hidden_dim.
     public var groupSize: Int?
+    /// No progress line even when stderr is a terminal.
+    public var noProgress = false
 }
 
 /// The storage types `quill quantize` writes (Quill has no K-quant quantizer).
@@ -119,14 +130,17 @@ public struct GenerateOptions {
     public var tokenizerPath: String?
     /// Where the prompt comes from; nil means stdin when it is not a terminal, else empty.
     public var prompt: PromptSource?
-    public var maxNewTokens = -1
+    /// Every row of `RequestParameter.all` as the flags set it (checked), the library's defaults
+    /// for the rest; its prompt stays empty.
+    public var request = GenerationRequest(prompt: [])
+    public var maxNewTokens: Int { request.maxNewTokens }
+    public var sampling: SamplingParameters { request.sampling }
+    /// Strings that end generation (-r/--reverse-prompt/--stop, repeatable).
+    public var stopStrings: [String] { request.stopStrings }
+    public var ignoreEOS: Bool { request.ignoreEOS }
     public var threads: Int?
     public var batchSize = 64
     public var verbose = false
-    public var sampling = SamplingOptions()
-    /// Strings that end generation (-r/--reverse-prompt/--stop, repeatable).
-    public var stopStrings: [String] = []
-    public var ignoreEOS = false
     /// Process \n, \t, \\ in -p (never in files or stdin).
     public var escape = false
     /// Print the prompt before the generated text.
@@ -145,17 +159,6 @@ public struct GenerateOptions {
     public var keep: Int?
     /// `--no-context-shift` clears it: stop when the cache is full, refuse a longer prompt.
     public var contextShift = true
-}
-
-/// Sampling flags as typed (validated by the library's SamplingParameters).
-public struct SamplingOptions {
-    public var temperature: Float?
-    public var topK: Int?
-    public var topP: Float?
-    public var minP: Float?
-    public var seed: UInt64?
-    public var repeatPenalty: Float?
-    public var repeatLastN: Int?
 }
 
 public enum PromptSource: Equatable {
@@ -257,11 +260,17 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
     case "info": return try parseInfo(Array(arguments.dropFirst()))
     case "quantize": return try parseQuantize(Array(arguments.dropFirst()))
     case "bench": return try parseBench(Array(arguments.dropFirst()))
+    case "_docs":
+        guard arguments.count == 2, documentationKinds.contains(arguments[1]) else {
+            throw UsageError("_docs prints one of \(documentationKinds.joined(separator: ", "))")
+        }
+        return .documentation(arguments[1])
     default: break
     }
     var scanner = ArgumentScanner(arguments)
     var options = GenerateOptions()
     var positional: [String] = []
+    var stopStrings: [String] = []
 
     func setPrompt(_ source: PromptSource) throws(UsageError) {
         if let existing = options.prompt, existing != source {
@@ -279,6 +288,17 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
             func noValue() throws(UsageError) {
                 if inline != nil { throw UsageError("\(flag) takes no value") }
             }
+            guard let spec = CommandSpec.generate.option(flag) else { throw UsageError("unknown option '\(flag)'") }
+            if let key = spec.parameter {
+                let parameter = RequestParameter.named(key)!
+                if case .strings = parameter.kind {
+                    stopStrings.append(try nonEmpty(value(), flag: flag))  // repeatable: applied once, all together, below
+                } else {
+                    let given = try parameterValue(parameter, flag: flag, text: parameter.valueName == nil ? nil : value(), inline: inline)
+                    try apply(parameter, given, flag: flag, to: &options.request)
+                }
+                continue
+            }
             switch flag {
             case "-h", "--help": try noValue(); return .help
             case "--version": try noValue(); return .version
@@ -290,31 +310,8 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
             case "-f", "--file":
                 let path = try nonEmpty(value(), flag: flag)
                 try setPrompt(path == "-" ? .standardInput : .file(path))
-            case "-n", "--n-predict":
-                let n = try parseInt(value(), flag: flag)
-                guard n >= -1 else { throw UsageError("\(flag) must be ≥ -1 (-1 = until end of story), got \(n)") }
-                options.maxNewTokens = n
             case "-t", "--threads": options.threads = try parseThreads(value(), flag: flag)
             case "-b", "--batch-size": options.batchSize = try parseBatchSize(value(), flag: flag)
-            case "--temp": options.sampling.temperature = try parseFloat(value(), flag: flag)
-            case "--top-k": options.sampling.topK = try parseInt(value(), flag: flag)
-            case "--top-p": options.sampling.topP = try parseFloat(value(), flag: flag)
-            case "--min-p": options.sampling.minP = try parseFloat(value(), flag: flag)
-            case "-s", "--seed":
-                let text = try value()
-                if text == "-1" {
-                    options.sampling.seed = nil  // llama.cpp: -1 means a random seed
-                } else {
-                    guard let seed = UInt64(text) else {
-                        throw UsageError("\(flag) expects an integer from 0 to \(UInt64.max) (or -1 for random), got '\(text)'")
-                    }
-                    options.sampling.seed = seed
-                }
-            case "--repeat-penalty": options.sampling.repeatPenalty = try parseFloat(value(), flag: flag)
-            case "--repeat-last-n": options.sampling.repeatLastN = try parseInt(value(), flag: flag)
-            case "-r", "--reverse-prompt", "--stop":
-                options.stopStrings.append(try nonEmpty(value(), flag: flag))
-            case "--ignore-eos": try noValue(); options.ignoreEOS = true
             case "-e", "--escape": try noValue(); options.escape = true
             case "--echo": try noValue(); options.echo = true
             case "--json": try noValue(); options.json = true
@@ -334,8 +331,14 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
             }
         }
     }
+    if !stopStrings.isEmpty {
+        try apply(RequestParameter.named("stop")!, .strings(stopStrings), flag: "--stop", to: &options.request)
+    }
     if positional.count > 1 {
         throw UsageError("expected at most one prompt argument, got \(positional.count) (quote the prompt)")
+    }
+    if let word = positional.first, word == arguments.first, let name = nearSubcommand(word) {
+        throw UsageError("'\(word)' is not a subcommand: did you mean '\(name)'? (for a prompt of that one word: quill -p \(word))")
     }
     if let text = positional.first { try setPrompt(text == "-" ? .standardInput : .text(text)) }
     if options.batchFile != nil {
@@ -406,7 +409,7 @@ private func parseLogits(_ arguments: [String]) throws(UsageError) -> Invocation
         }
         return true
     }
-    if help { return .help }
+    if help { return .commandHelp(CommandSpec.logits) }
     guard !o.ids.isEmpty else { throw UsageError("logits: give the token ids with --ids 1,2,3") }
     return .logits(o)
 }
@@ -433,7 +436,9 @@ private func scanSubcommand(
         case .flag(let flag, let inline):
             if flag == "-h" || flag == "--help" { return true }
             func value() throws(UsageError) -> String { try scanner.value(for: flag, inline: inline) }
-            guard try handle(flag, value, inline) else { throw UsageError("\(name): unknown option '\(flag)'") }
+            guard CommandSpec.named(name)!.option(flag) != nil, try handle(flag, value, inline) else {
+                throw UsageError("\(name): unknown option '\(flag)'")
+            }
         }
     }
     return false
@@ -464,13 +469,14 @@ private func parsePerplexity(_ arguments: [String]) throws(UsageError) -> Invoca
         case "--json": try noValue(flag, inline); o.json = true
         case "--per-token": try noValue(flag, inline); o.perToken = true
         case "--verbose": try noValue(flag, inline); o.verbose = true
+        case "--no-progress": try noValue(flag, inline); o.noProgress = true
         case "-t", "--threads": o.threads = try parseThreads(value(), flag: flag)
         case "-b", "--batch-size": o.batchSize = try parseBatchSize(value(), flag: flag)
         default: return false
         }
         return true
     }
-    if help { return .help }
+    if help { return .commandHelp(CommandSpec.perplexity) }
     let sources = [o.file != nil, o.ids != nil, o.idsFile != nil].filter { $0 }.count
     guard sources == 1 else { throw UsageError("perplexity: give exactly one of -f FILE, --ids or --ids-file") }
     if o.perToken && !o.json { throw UsageError("--per-token needs --json") }
@@ -503,7 +509,7 @@ private func parseTokenize(_ arguments: [String], decode: Bool) throws(UsageErro
         }
         return true
     }
-    if help { return .help }
+    if help { return .commandHelp(decode ? CommandSpec.detokenize : CommandSpec.tokenize) }
     return decode ? .detokenize(o) : .tokenize(o)
 }
 
@@ -521,7 +527,7 @@ private func parseInfo(_ arguments: [String]) throws(UsageError) -> Invocation {
         }
         return true
     }
-    return help ? .help : .info(o)
+    return help ? .commandHelp(CommandSpec.info) : .info(o)
 }
 
 private func parseQuantize(_ arguments: [String]) throws(UsageError) -> Invocation {
@@ -538,7 +544,7 @@ private func parseQuantize(_ arguments: [String]) throws(UsageError) -> Invocati
     }
     let help = try scanSubcommand("quantize", arguments, positional: { text throws(UsageError) in
         if paths.count == 2 { try setType(text) } else { paths.append(text) }
-    }) { flag, value, _ throws(UsageError) in
+    }) { flag, value, inline throws(UsageError) in
         switch flag {
         case "--group-size":
             let n = try parseInt(value(), flag: flag)
@@ -546,11 +552,12 @@ private func parseQuantize(_ arguments: [String]) throws(UsageError) -> Invocati
             o.groupSize = n
         case "--type": try setType(value())
         case "-z", "--tokenizer": o.tokenizerPath = try nonEmpty(value(), flag: flag)
+        case "--no-progress": try noValue(flag, inline); o.noProgress = true
         default: return false
         }
         return true
     }
-    if help { return .help }
+    if help { return .commandHelp(CommandSpec.quantize) }
     guard paths.count == 2 else { throw UsageError("quantize: expected IN and OUT paths, got \(paths.count) arguments") }
     (o.input, o.output) = (paths[0], paths[1])
     if o.type != nil && o.groupSize != nil {
@@ -605,9 +612,64 @@ private func parseBench(_ arguments: [String]) throws(UsageError) -> Invocation 
         }
         return true
     }
-    if help { return .help }
+    if help { return .commandHelp(CommandSpec.bench) }
     if o.shape != nil && o.modelPath != nil { throw UsageError("bench: give --shape or -m, not both") }
     if o.type != nil && o.modelPath != nil { throw UsageError("bench: --type writes random weights for --shape; -m runs a file as it is") }
     if o.type != nil && o.quantize { throw UsageError("bench: give --q8 (llama2.c int8) or --type (GGUF), not both") }
     return .bench(o)
+}
+
+// MARK: - Request parameters from their table rows
+
+/// A request parameter's flag text checked for its kind's spelling (the messages name the flag);
+/// `text` is nil for a flag without a value.
+private func parameterValue(_ parameter: RequestParameter, flag: String, text: String?, inline: String?) throws(UsageError) -> ParameterValue {
+    switch parameter.kind {
+    case .integer: return .number(String(try parseInt(text!, flag: flag)))
+    case .decimal:
+        _ = try parseFloat(text!, flag: flag)
+        return .number(text!.trimmingCharacters(in: .whitespaces))
+    case .seed:
+        guard text == "-1" || UInt64(text!) != nil else {
+            throw UsageError("\(flag) expects an integer from 0 to \(UInt64.max) (or -1 for random), got '\(text!)'")
+        }
+        return .number(text!)
+    case .flag:
+        try noValue(flag, inline)
+        return .bool(true)
+    case .strings: return .strings([try nonEmpty(text!, flag: flag)])
+    }
+}
+
+/// Sets a request parameter through its table row; the row's message gets the flag's name.
+private func apply(_ parameter: RequestParameter, _ value: ParameterValue, flag: String,
+                   to request: inout GenerationRequest) throws(UsageError) {
+    do { try parameter.apply(value, to: &request) } catch { throw UsageError("\(flag) \(error.problem)") }
+}
+
+// MARK: - Did you mean
+
+/// The subcommand one edit away from `word` (a letter added, dropped, changed, or two
+/// neighbours swapped: Damerau–Levenshtein distance 1), nil when none is or `word` is one.
+public func nearSubcommand(_ word: String) -> String? {
+    CommandSpec.subcommandNames.first { editDistance(Array(word), Array($0)) == 1 }
+}
+
+/// Optimal string alignment distance (Damerau–Levenshtein with adjacent transpositions).
+func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+    if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+    // d (a.count + 1, b.count + 1): d[i][j] is the distance between a's first i and b's first j.
+    var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0...a.count { d[i][0] = i }
+    for j in 0...b.count { d[0][j] = j }
+    for i in 1...a.count {
+        for j in 1...b.count {
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+            }
+        }
+    }
+    return d[a.count][b.count]
 }

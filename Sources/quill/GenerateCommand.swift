@@ -3,30 +3,49 @@ import Quill
 import QuillKernels
 import QuillCommandLine
 
-/// The model to use: -m, else $QUILL_MODEL, else the model shipped in models/.
+/// The model to use: -m, else $QUILL_MODEL, else the shipped model: `models/` under the working
+/// directory, then beside the executable's build folder or install prefix
+/// (`PREFIX/bin/quill` → `PREFIX/share/quill/`, which `make install` fills). A path Quill cannot
+/// read but recognises (a safetensors file, a Hugging Face folder) is refused here, by content.
 func resolveModelPath(_ flag: String?) throws -> String {
-    if let flag { return flag }
+    if let flag { return try checkedModelPath(flag) }
     if let fromEnvironment = ProcessInfo.processInfo.environment["QUILL_MODEL"], !fromEnvironment.isEmpty {
-        return fromEnvironment
+        return try checkedModelPath(fromEnvironment)
     }
     // /proc/self/exe, not argv[0]: a `quill` found through PATH has no folder in argv[0].
     let candidates = ModelLoader.defaultModelCandidates(executablePath: "/proc/self/exe")
     if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return found }
-    throw InputError("no model given: use -m FILE or set QUILL_MODEL (the default models/\(ModelLoader.defaultModelName) was not found; run 'make model')")
+    let looked = candidates.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
+    throw InputError("no model given: use -m FILE or set QUILL_MODEL (the default \(ModelLoader.defaultModelName) "
+                     + "is in none of: \(looked.joined(separator: ", ")); 'make install' or 'make model' puts it there)")
 }
 
-/// Turns typed sampling flags into validated library parameters.
-func samplingParameters(_ options: SamplingOptions) throws(UsageError) -> SamplingParameters {
-    var parameters = SamplingParameters()
-    if let v = options.temperature { parameters.temperature = v }
-    if let v = options.topK { parameters.topK = v }
-    if let v = options.topP { parameters.topP = v }
-    if let v = options.minP { parameters.minP = v }
-    if let v = options.repeatPenalty { parameters.repeatPenalty = v }
-    if let v = options.repeatLastN { parameters.repeatLastN = v }
-    parameters.seed = options.seed
-    do { try parameters.validate() } catch { throw UsageError(error.description) }
-    return parameters
+/// `path` unless it is a model format Quill does not read but can name: a Hugging Face folder
+/// (config.json inside) or a safetensors file (an 8-byte little-endian header length, then a
+/// JSON header).
+func checkedModelPath(_ path: String) throws -> String {
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return path }
+    if isFolder.boolValue {
+        if FileManager.default.fileExists(atPath: path + "/config.json") {
+            throw InputError("\(path) is a Hugging Face model folder, which Quill does not read: convert it with "
+                             + "scripts/export.py (to a llama2.c or GGUF file) and pass that file to -m")
+        }
+        return path
+    }
+    // Only a regular file is looked into (opening a FIFO here would block).
+    let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+    guard attributes?[.type] as? FileAttributeType == .typeRegular, let size = attributes?[.size] as? UInt64, size >= 9,
+          let handle = FileHandle(forReadingAtPath: path) else { return path }
+    defer { try? handle.close() }
+    let head = [UInt8]((try? handle.read(upToCount: 9)) ?? Data())
+    guard head.count == 9 else { return path }
+    let headerLength = head[..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    if head[8] == UInt8(ascii: "{"), headerLength >= 2, headerLength <= size - 8 {
+        throw InputError("\(path) is a safetensors file, which Quill does not read: convert its Hugging Face folder "
+                         + "with scripts/export.py (to a llama2.c or GGUF file) and pass that file to -m")
+    }
+    return path
 }
 
 /// The checkpoint at -m (or the default) with its tokenizer. The model's path is named in the
@@ -81,7 +100,7 @@ func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats, bytesSkipped: 
 
 /// `quill [options] [PROMPT]`: stream generated text to stdout (or one JSON object).
 func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
-    let sampling = try samplingParameters(options.sampling)
+    let sampling = options.sampling  // checked by the parser, through the parameter table
     if let batchFile = options.batchFile { return try runBatch(options, file: batchFile, sampling: sampling) }
     let start = DispatchTime.now()
     let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath)

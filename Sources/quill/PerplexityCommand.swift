@@ -54,11 +54,21 @@ func runPerplexity(_ o: PerplexityOptions) throws -> ExitStatus {
         OutputStream.standardError.write(
             "perplexity: scoring \(tokens.count) tokens in \(how), \(kvCacheDescription(transformer)), \(threads) threads\n")
     }
+    // The library checks `shouldStop` before each prefill block: the progress line counts them.
+    let progress = ProgressLine(disabled: o.noProgress)
+    var blocks = 0
+    let blockRows = min(o.batchSize, capacity)
+    func shouldStop() -> Bool {
+        progress.update("perplexity: \(blocks) blocks of up to \(blockRows) tokens scored, of \(tokens.count) tokens")
+        blocks += 1
+        return interrupted()
+    }
     let result = o.stream
         ? try Perplexity.evaluateStreaming(tokens, transformer: transformer, shift: shift, keepPerToken: o.perToken,
-                                           shouldStop: interrupted)
+                                           shouldStop: shouldStop)
         : try Perplexity.evaluate(tokens, transformer: transformer, stride: o.stride, keepPerToken: o.perToken,
-                                  shouldStop: interrupted)
+                                  shouldStop: shouldStop)
+    progress.finish()
     let bitsPerByte = bytes.map { result.bitsPerByte(bytes: $0) }
     if o.json {
         var fields: [(String, JSON)] = [

@@ -29,8 +29,15 @@ func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
         }
         let name = try model.gguf?.stringIfPresent("general.name")
             ?? URL(fileURLWithPath: o.input).deletingPathExtension().lastPathComponent
-        try Quantizer.writeGGUF(model.weights, job: job, tokenizer: tokenizer, name: name, to: temporary,
-                                shouldStop: interrupted)
+        // The library checks `shouldStop` before each tensor: the progress line counts them.
+        let progress = ProgressLine(disabled: o.noProgress)
+        var tensors = 0
+        try Quantizer.writeGGUF(model.weights, job: job, tokenizer: tokenizer, name: name, to: temporary, shouldStop: {
+            progress.update("quantize: \(tensors) tensors written")
+            tensors += 1
+            return interrupted()
+        })
+        progress.finish()
         // The written file must load, vocabulary included, before it replaces anything.
         _ = try ModelLoader.load(modelPath: temporary, tokenizerPath: nil, tokenizer: .required)
     }
@@ -51,12 +58,35 @@ private func quantizeToLlama2c(_ o: QuantizeOptions) throws -> ExitStatus {
                              + "from llama2.c checkpoints only: give a GGUF type (\(quantizeTypes.joined(separator: ", ")))")
     }
     let groupSize = o.groupSize ?? Quantizer.defaultGroupSize(for: checkpoint.config)
+    // A llama2.c file holds no vocabulary: the input's tokenizer goes beside OUT with OUT's stem
+    // (OUT.bin → OUT.model, as scripts/export.py does), so that `-m OUT` finds it at once.
+    let tokenizerCopy = (o.output as NSString).deletingPathExtension + ".model"
+    let tokenizerSource = Tokenizer.defaultPath(forCheckpoint: o.input)
+    if tokenizerSource != nil && tokenizerCopy == o.output {
+        throw UsageError("quantize: OUT \(o.output) would be overwritten by the tokenizer copy; give OUT a .bin name")
+    }
     let output = try ReplacementFile(replacing: o.output, input: o.input)
+    let progress = ProgressLine(disabled: o.noProgress)
+    var tensors = 0
     let completed = try output.replace { temporary in
-        try Quantizer.quantize(checkpoint, groupSize: groupSize, to: temporary, shouldStop: interrupted)
+        try Quantizer.quantize(checkpoint, groupSize: groupSize, to: temporary, shouldStop: {
+            progress.update("quantize: \(tensors) tensors written")
+            tensors += 1
+            return interrupted()
+        })
+        progress.finish()
         _ = try Checkpoint(path: temporary)  // the written file must load
     }
     guard completed else { return .interrupted }
+    if let tokenizerPath = tokenizerSource, URL(fileURLWithPath: tokenizerPath).standardized.path
+        != URL(fileURLWithPath: tokenizerCopy).standardized.path {
+        let copy = try ReplacementFile(replacing: tokenizerCopy, input: tokenizerPath)
+        _ = try copy.replace { temporary in
+            try? FileManager.default.removeItem(atPath: temporary)
+            try FileManager.default.copyItem(atPath: tokenizerPath, toPath: temporary)
+        }
+        OutputStream.standardError.write("quantize: copied the tokenizer \(tokenizerPath) to \(tokenizerCopy)\n")
+    }
     let written = try Checkpoint(path: output.destination)
     OutputStream.standardError.write(String(
         format: "quantized %@ (%@ bytes) → %@ (%@ bytes, Q8_0 group %d) in %.1f s\n", o.input,

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Synchronization
 
 /// Set by SIGINT/SIGTERM; every command checks it between forward blocks or tokens.
@@ -119,4 +120,32 @@ func printable(_ text: String) -> String {
         }
     }
     return out
+}
+
+/// A progress line on stderr, redrawn in place ("\r", clear to end of line), shown only when
+/// stderr is a terminal and not turned off: a pipe or a log file gets no progress bytes.
+final class ProgressLine {
+    let enabled: Bool
+    private let start = DispatchTime.now()
+    private var lastDraw: UInt64 = 0
+    private var drawn = false
+
+    init(disabled: Bool = false) { enabled = !disabled && OutputStream.standardError.isTerminal }
+
+    /// Redraws `text` with the seconds since start, at most ten times a second.
+    func update(_ text: @autoclosure () -> String) {
+        guard enabled else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard now - lastDraw >= 100_000_000 else { return }
+        lastDraw = now
+        drawn = true
+        let elapsed = Double(now - start.uptimeNanoseconds) / 1e9
+        OutputStream.standardError.write("\r\u{1b}[K" + text() + String(format: " (%.1f s)", elapsed))
+    }
+
+    /// Clears the line, so that what follows on stderr starts on a clean line.
+    func finish() {
+        if drawn { OutputStream.standardError.write("\r\u{1b}[K") }
+        drawn = false
+    }
 }

@@ -34,6 +34,12 @@ do {
     case .help:
         OutputStream.standardOutput.write(usageText)
         status = .success
+    case .commandHelp(let command):
+        OutputStream.standardOutput.write(commandUsage(command))
+        status = .success
+    case .documentation(let kind):
+        OutputStream.standardOutput.write(documentation(kind, version: quillVersion))
+        status = .success
     case .version:
         OutputStream.standardOutput.write("quill \(quillVersion)\n")
         status = .success

@@ -77,15 +77,15 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(a.seed, 7)
     }
 
-    func testValidationNamesFlagAndValue() {
+    func testValidationNamesParameterAndValue() {
         var p = SamplingParameters()
         p.topP = 1.7
-        XCTAssertThrowsError(try p.validate()) { XCTAssertEqual("\($0)", "--top-p must be in (0, 1], got 1.7") }
+        XCTAssertThrowsError(try p.validate()) { XCTAssertEqual("\($0)", #""top_p" must be in (0, 1], got 1.7"#) }
         p = SamplingParameters()
         p.temperature = .nan
-        XCTAssertThrowsError(try p.validate()) { XCTAssertEqual("\($0)", "--temp must be a finite number ≥ 0, got nan") }
+        XCTAssertThrowsError(try p.validate()) { XCTAssertEqual("\($0)", #""temp" must be a finite number ≥ 0, got nan"#) }
         p = SamplingParameters()
         p.topK = -1
-        XCTAssertThrowsError(try p.validate()) { XCTAssertEqual("\($0)", "--top-k must be ≥ 0, got -1") }
+        XCTAssertThrowsError(try p.validate()) { XCTAssertEqual("\($0)", #""top_k" must be ≥ 0, got -1"#) }
     }
 }

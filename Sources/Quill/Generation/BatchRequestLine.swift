@@ -8,11 +8,8 @@ public struct BatchRequestLine: Sendable {
     /// The request with every option applied (its prompt ids are still empty).
     public var request: GenerationRequest
 
-    /// The keys a JSON line may have.
-    public static let keys: Set<String> = [
-        "id", "prompt", "n_predict", "temp", "top_p", "top_k", "min_p", "seed", "stop", "repeat_penalty",
-        "repeat_last_n", "ignore_eos",
-    ]
+    /// The keys a JSON line may have: "id", "prompt" and the keys of `RequestParameter.all`.
+    public static let keys: Set<String> = Set(["id", "prompt"] + RequestParameter.all.map(\.key))
 
     /// Parses `line` (without its line ending). `defaults` carries the command line's options.
     /// Errors carry the line's "id" when it could be read, and name the JSON key at fault.
@@ -39,64 +36,21 @@ public struct BatchRequestLine: Sendable {
         result.promptText = prompt
         var request = defaults
 
-        func number(_ key: String) throws(BatchLineError) -> Double? {
-            guard let value = object[key] else { return nil }
-            guard case .number(let text) = value, let number = Double(text), number.isFinite else {
-                throw fail("\"\(key)\" must be a number")
-            }
-            return number
-        }
-        func integer(_ key: String) throws(BatchLineError) -> Int? {
-            guard let value = object[key] else { return nil }
-            guard case .number(let text) = value else { throw fail("\"\(key)\" must be an integer") }
-            if let exact = Int(text) { return exact }
-            // 5.0 and 1e2 are integers too; beyond 2^53 a Double is not exact, so refuse.
-            guard let number = Double(text), number == number.rounded(), abs(number) <= 9_007_199_254_740_992 else {
-                throw fail("\"\(key)\" must be an integer, got \(text)")
-            }
-            return Int(number)
-        }
-
-        if let n = try integer("n_predict") {
-            guard n >= -1 else { throw fail("\"n_predict\" must be ≥ -1, got \(n)") }
-            request.maxNewTokens = n
-        }
-        if let v = try number("temp") { request.sampling.temperature = Float(v) }
-        if let v = try number("top_p") { request.sampling.topP = Float(v) }
-        if let v = try integer("top_k") { request.sampling.topK = v }
-        if let v = try number("min_p") { request.sampling.minP = Float(v) }
-        if let v = try number("repeat_penalty") { request.sampling.repeatPenalty = Float(v) }
-        if let v = try integer("repeat_last_n") { request.sampling.repeatLastN = v }
-        if let value = object["seed"] {
-            // Seeds are 64-bit: read the digits exactly (a Double would round them).
-            guard case .number(let text) = value else { throw fail("\"seed\" must be an integer") }
-            if text == "-1" {
-                request.sampling.seed = nil
-            } else if let seed = UInt64(text) {
-                request.sampling.seed = seed
-            } else {
-                throw fail("\"seed\" must be an integer from 0 to \(UInt64.max) (or -1 for random), got \(text)")
-            }
-        }
-        if let value = object["ignore_eos"] {
-            guard case .bool(let flag) = value else { throw fail("\"ignore_eos\" must be true or false") }
-            request.ignoreEOS = flag
-        }
-        if let value = object["stop"] {
-            var strings: [String] = []
+        // Every other key is a row of the parameter table, which reads and checks it.
+        for (key, value) in members where key != "id" && key != "prompt" {
+            let parameter = RequestParameter.named(key)!  // unknown keys were refused above
+            let given: ParameterValue
             switch value {
-            case .string(let single): strings = [single]
+            case .number(let text): given = .number(text)
+            case .bool(let flag): given = .bool(flag)
+            case .string(let text): given = .string(text)
             case .array(let items):
-                for item in items {
-                    guard case .string(let s) = item else { throw fail("\"stop\" must be a string or a list of strings") }
-                    strings.append(s)
-                }
-            default: throw fail("\"stop\" must be a string or a list of strings")
+                let strings = items.compactMap { item -> String? in if case .string(let s) = item { s } else { nil } }
+                given = strings.count == items.count ? .strings(strings) : .other
+            default: given = .other
             }
-            guard !strings.contains("") else { throw fail("\"stop\" strings must not be empty") }
-            request.stopStrings = strings
+            do { try parameter.apply(given, to: &request) } catch { throw fail(error.description) }
         }
-        do { try request.sampling.validate(naming: .jsonKeys) } catch { throw fail(error.description) }
         result.request = request
         return result
     }

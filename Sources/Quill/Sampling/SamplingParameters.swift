@@ -1,6 +1,7 @@
 /// How the next token is chosen from the logits. Steps run in this fixed order (llama.cpp's):
 /// repetition penalty → top-k → top-p → min-p → temperature → draw. `temperature == 0` means
-/// greedy: the highest logit after the penalty, with no randomness.
+/// greedy: the highest logit after the penalty, with no randomness. The defaults, the values that
+/// disable each step and the checks are those of `RequestParameter.all`, the one table of them.
 public struct SamplingParameters: Equatable, Sendable {
     /// Softmax temperature; 0 is greedy argmax. Default 0.8.
     public var temperature: Float = 0.8
@@ -19,45 +20,25 @@ public struct SamplingParameters: Equatable, Sendable {
 
     public init() {}
 
-    /// How messages name a parameter: by its command-line flag or by its batch-file JSON key.
-    public enum Naming: Sendable {
-        case flags, jsonKeys
-
-        /// (flag, JSON key) of each field.
-        func name(_ field: PartialKeyPath<SamplingParameters>) -> String {
-            let names: [PartialKeyPath<SamplingParameters>: (String, String)] = [
-                \.temperature: ("--temp", "temp"), \.topK: ("--top-k", "top_k"), \.topP: ("--top-p", "top_p"),
-                \.minP: ("--min-p", "min_p"), \.repeatPenalty: ("--repeat-penalty", "repeat_penalty"),
-                \.repeatLastN: ("--repeat-last-n", "repeat_last_n"), \.seed: ("--seed", "seed"),
-            ]
-            let (flag, key) = names[field]!
-            return self == .flags ? flag : "\"" + key + "\""
-        }
-    }
-
-    /// Checks every field, naming the flag (or JSON key) and showing the bad value.
-    public func validate(naming: Naming = .flags) throws(ParameterError) {
-        guard temperature.isFinite && temperature >= 0 else {
-            throw ParameterError("\(naming.name(\Self.temperature)) must be a finite number ≥ 0, got \(temperature)")
-        }
-        guard topK >= 0 else { throw ParameterError("\(naming.name(\Self.topK)) must be ≥ 0, got \(topK)") }
-        guard topP.isFinite && topP > 0 && topP <= 1 else {
-            throw ParameterError("\(naming.name(\Self.topP)) must be in (0, 1], got \(topP)")
-        }
-        guard minP.isFinite && minP >= 0 && minP <= 1 else {
-            throw ParameterError("\(naming.name(\Self.minP)) must be in [0, 1], got \(minP)")
-        }
-        guard repeatPenalty.isFinite && repeatPenalty > 0 else {
-            throw ParameterError("\(naming.name(\Self.repeatPenalty)) must be a finite number > 0, got \(repeatPenalty)")
-        }
-        guard repeatLastN >= -1 else {
-            throw ParameterError("\(naming.name(\Self.repeatLastN)) must be ≥ -1, got \(repeatLastN)")
+    /// Checks every field with the table's checks; the error names the parameter by its key
+    /// (`"top_p"`), which the command line turns into its flag.
+    public func validate() throws(ParameterError) {
+        let request = GenerationRequest(prompt: [], sampling: self)
+        for parameter in RequestParameter.all {
+            if let problem = parameter.check(request) { throw ParameterError(parameter: parameter.key, problem: problem) }
         }
     }
 }
 
-/// A parameter outside its allowed range; the message names it and shows the value.
+/// A parameter outside its allowed range. `parameter` is its key in `RequestParameter.all`
+/// (the batch file's JSON key); `problem` says what it must be and shows the value.
 public struct ParameterError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+    public let parameter: String
+    public let problem: String
+    public init(parameter: String, problem: String) {
+        self.parameter = parameter
+        self.problem = problem
+    }
+    /// As a batch line names it: `"top_p" must be in (0, 1], got 1.7`.
+    public var description: String { "\"\(parameter)\" \(problem)" }
 }
