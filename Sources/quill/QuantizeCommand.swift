@@ -58,6 +58,11 @@ private func quantizeToLlama2c(_ o: QuantizeOptions) throws -> ExitStatus {
                              + "from llama2.c checkpoints only: give a GGUF type (\(quantizeTypes.joined(separator: ", ")))")
     }
     let groupSize = o.groupSize ?? Quantizer.defaultGroupSize(for: checkpoint.config)
+    let config = checkpoint.config
+    // Checked here to name the flag (the library names the group size only).
+    if config.dim % groupSize != 0 || config.hiddenDim % groupSize != 0 {
+        throw InputError("--group-size \(groupSize) does not divide dim \(config.dim) and hidden_dim \(config.hiddenDim)")
+    }
     // A llama2.c file holds no vocabulary: the input's tokenizer goes beside OUT with OUT's stem
     // (OUT.bin → OUT.model, as scripts/export.py does), so that `-m OUT` finds it at once.
     let tokenizerCopy = (o.output as NSString).deletingPathExtension + ".model"

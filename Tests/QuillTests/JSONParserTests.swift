@@ -66,7 +66,7 @@ final class JSONParserTests: XCTestCase {
             (#"{"prompt": "x", "stop": ""}"#, #""stop" strings must not be empty"#),
             (#"{"prompt": "x", "stop": ["a", ""]}"#, #""stop" strings must not be empty"#),
             (#"{"prompt": "x", "top_k": 1.5}"#, #""top_k" must be an integer, got 1.5"#),
-            (#"{"prompt": "x", "n_predict": -2}"#, #""n_predict" must be ≥ -1, got -2"#),
+            (#"{"prompt": "x", "n_predict": -2}"#, #""n_predict" must be ≥ -1 (-1 = until end of story), got -2"#),
             (#"{"prompt": "x", "ignore_eos": 1}"#, #""ignore_eos" must be true or false"#),
             (#"{"prompt": 3}"#, #""prompt" must be a string"#),
             (#"{"prompt": "x", "colour": 1}"#, #"unknown key "colour""#),

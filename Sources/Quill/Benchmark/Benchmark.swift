@@ -96,7 +96,7 @@ public enum Benchmark {
     ) throws {
         guard config.architecture == .llama && config.headSize * config.headCount == config.dim else {
             throw CheckpointError(path: "random weights", problem: "a llama2.c checkpoint holds only Llama models of head size "
-                                  + "dim / heads; write this shape as GGUF with --type (F16, Q8_0, ...)")
+                                  + "dim / heads; write this shape as GGUF (F16, Q8_0, ...)")
         }
         var generator = SeededGenerator(seed: seed)
         let limit = Float(0.02 * 3.0.squareRoot())

@@ -38,7 +38,7 @@ public enum Perplexity {
             throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
         }
         let step = stride ?? max(1, context / 2)
-        guard step <= context else { throw GenerationError("--stride \(step) is larger than the context window \(context)") }
+        guard step <= context else { throw GenerationError("a stride of \(step) is larger than the window of \(context) positions") }
         var result = PerplexityResult()
         result.tokens = tokens.count
         let cache = try transformer.makeCache()
@@ -87,12 +87,12 @@ public enum Perplexity {
             throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
         }
         guard transformer.canShift || tokens.count <= capacity else {
-            throw GenerationError("--stream needs a model whose positions can shift (RoPE or none); this one has "
+            throw GenerationError("a rolling cache needs a model whose positions can shift (RoPE or none); this one has "
                                   + "\(config.architecture.positions.rawValue) positions")
         }
         guard shift.fits(capacity: capacity) || tokens.count <= capacity else {
-            throw GenerationError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(capacity) positions "
-                                  + "(give --keep below \(capacity - 1) or a larger -c)")
+            throw GenerationError("keeping \(shift.keep) tokens leaves nothing to drop from a KV cache of \(capacity) positions "
+                                  + "(keep fewer than \(capacity - 1), or use a larger cache)")
         }
         var result = PerplexityResult()
         result.tokens = tokens.count

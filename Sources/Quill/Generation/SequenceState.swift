@@ -34,8 +34,8 @@ public struct GenerationRequest: Sendable {
         let limit = capacity ?? config.contextLength
         let shifts = contextShift != nil && canShift
         if let shift = contextShift, shifts, maxNewTokens < 0 || prompt.count + maxNewTokens > limit, !shift.fits(capacity: limit) {
-            throw GenerationError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(limit) positions "
-                                  + "(give --keep below \(limit - 1) or a larger -c)")
+            throw GenerationError("keeping \(shift.keep) tokens leaves nothing to drop from a KV cache of \(limit) positions "
+                                  + "(keep fewer than \(limit - 1), or use a larger cache)")
         }
         if !shifts {
             if let capacity, capacity < config.contextLength, prompt.count > capacity {

@@ -21,7 +21,7 @@ public enum Quantizer {
             throw CheckpointError(path: checkpoint.path, problem: "is already quantized (int8 Q8_0)")
         }
         guard c.dim % groupSize == 0 && c.hiddenDim % groupSize == 0 else {
-            throw CheckpointError(path: checkpoint.path, problem: "--group-size \(groupSize) does not divide dim \(c.dim) and hidden_dim \(c.hiddenDim)")
+            throw CheckpointError(path: checkpoint.path, problem: "a group size of \(groupSize) does not divide dim \(c.dim) and hidden_dim \(c.hiddenDim)")
         }
         try CheckpointWriter.write(config: c, format: .version2(groupSize: groupSize), to: path) { name, layer in
             if shouldStop() { throw CancellationError() }
