@@ -5,6 +5,10 @@ import Quill
 // (docs/completions/) and the README's flag table are printed from it (`quill _docs KIND`; a test
 // regenerates them and compares). Generation's request parameters (sampling, -n, stop strings)
 // are rows of `RequestParameter.all` in the library, shared with the batch reader.
+//
+// Adding a flag: add its row to a group below (`OptionSpec(["-x", "--long"], "VALUE", "help (default …)")`,
+// or without "VALUE" for a switch), its `case` in the command's parser in Arguments.swift, then
+// `make docs`. A request parameter (also a batch JSON key) is a row of RequestParameter.all instead.
 
 /// What a shell may offer for an option's value.
 public enum ValueCompletion: Sendable, Equatable {
@@ -50,7 +54,7 @@ public struct OptionSpec: Sendable {
         value = parameter.valueName
         var text = parameter.help
         if let off = parameter.off { text += "; \(off) = off" }
-        if parameter.valueName != nil { text += " (default \(parameter.defaultText))" }
+        if parameter.valueName != nil, parameter.defaultValue != .strings([]) { text += " (default \(parameter.defaultText))" }
         help = text
         completion = .none
         self.parameter = parameter.key
