@@ -50,11 +50,20 @@ func checkedModelPath(_ path: String) throws -> String {
 
 /// The checkpoint at -m (or the default) with its tokenizer. The model's path is named in the
 /// message of a SIGBUS (the file truncated while mapped).
-func loadModel(modelFlag: String?, tokenizerFlag: String?, tokenizer: ModelLoader.TokenizerNeed = .required) throws -> LoadedModel {
+/// A file of at least `largeModelBytes` shows "loading …" on a terminal while it is mapped and checked.
+func loadModel(modelFlag: String?, tokenizerFlag: String?, tokenizer: ModelLoader.TokenizerNeed = .required,
+               showProgress: Bool = true) throws -> LoadedModel {
     let path = try resolveModelPath(modelFlag)
     setMappedModelPath(path)
+    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    let progress = ProgressLine(disabled: !showProgress || size < largeModelBytes)
+    progress.update("loading \(printable(path)) (\(groupedDigits(size)) bytes)")
+    defer { progress.finish() }
     return try ModelLoader.load(modelPath: path, tokenizerPath: tokenizerFlag, tokenizer: tokenizer)
 }
+
+/// 32 MiB: from about this size mapping and checking the weights takes a noticeable moment.
+let largeModelBytes = 32 << 20
 
 /// Whether Ctrl-C or SIGTERM has asked to stop.
 func interrupted() -> Bool { interruptRequested.load(ordering: .relaxed) }

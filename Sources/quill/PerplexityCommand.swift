@@ -7,7 +7,7 @@ import QuillCommandLine
 /// marked partial, with exit status 130.
 func runPerplexity(_ o: PerplexityOptions) throws -> ExitStatus {
     let model = try loadModel(modelFlag: o.modelPath, tokenizerFlag: o.tokenizerPath,
-                              tokenizer: o.file != nil ? .required : .none)
+                              tokenizer: o.file != nil ? .required : .none, showProgress: !o.noProgress)
     let config = model.weights.config
     var tokens: [Int]
     var bytes: Int?

@@ -11,7 +11,7 @@ func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
     let start = DispatchTime.now()
     let stderr = OutputStream.standardError
     let fileType = GGUFFileType(name: typeName)!
-    let model = try loadModel(modelFlag: o.input, tokenizerFlag: o.tokenizerPath, tokenizer: .required)
+    let model = try loadModel(modelFlag: o.input, tokenizerFlag: o.tokenizerPath, tokenizer: .required, showProgress: !o.noProgress)
     // OUT is checked (and its temporary file made) before anything is said about the work.
     let output = try ReplacementFile(replacing: o.output, input: o.input)
     let completed = try output.replace { temporary in
@@ -52,7 +52,7 @@ func runQuantize(_ o: QuantizeOptions) throws -> ExitStatus {
 /// No type: the int8 llama2.c version 2 copy of a float32 llama2.c checkpoint, as before GGUF.
 private func quantizeToLlama2c(_ o: QuantizeOptions) throws -> ExitStatus {
     let start = DispatchTime.now()
-    let model = try loadModel(modelFlag: o.input, tokenizerFlag: nil, tokenizer: .none)
+    let model = try loadModel(modelFlag: o.input, tokenizerFlag: nil, tokenizer: .none, showProgress: !o.noProgress)
     guard let checkpoint = model.checkpoint else {
         throw ModelLoadError("\(o.input) is \(model.formatDescription); without a type quantize writes llama2.c int8 "
                              + "from llama2.c checkpoints only: give a GGUF type (\(quantizeTypes.joined(separator: ", ")))")

@@ -12,6 +12,7 @@ import os
 import pty
 import select
 import struct
+import sys
 import subprocess
 from pathlib import Path
 
@@ -107,4 +108,17 @@ def test_progress_goes_to_a_terminal_and_not_to_a_pipe(tmp_path):
     status, out, terminal = run_on_terminal(arguments + ["--no-progress"])
     assert status == 0 and terminal == b""
     piped = subprocess.run(arguments, capture_output=True, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == b""
+
+
+def test_loading_a_large_file_shows_a_line_on_a_terminal_only(tmp_path):
+    model = tmp_path / "random15m.bin"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_random_checkpoint.py"), "--shape", "15m", "-o", str(model)],
+                   check=True, capture_output=True, timeout=300)
+    assert model.stat().st_size >= 32 << 20  # Quill's threshold for a large file
+    status, out, terminal = run_on_terminal([QUILL, "info", "-m", str(model), "--json"])
+    assert status == 0, terminal
+    assert b"loading " in terminal and terminal.endswith(b"\r\x1b[K")  # shown, then cleared
+    assert json.loads(out)["format"]
+    piped = subprocess.run([QUILL, "info", "-m", str(model), "--json"], capture_output=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == b""
