@@ -298,6 +298,12 @@ private func fishQuoted(_ text: String) -> String {
     "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
 }
 
+/// fish's spelling of a flag: -l long, -s one letter, -o a single-dash word (llama.cpp's `-sys`).
+func fishOption(_ flag: String) -> String {
+    if flag.hasPrefix("--") { return "-l \(flag.dropFirst(2))" }
+    return flag.count == 2 ? "-s \(flag.dropFirst())" : "-o \(flag.dropFirst())"
+}
+
 /// docs/completions/quill.fish.
 func fishCompletion() -> String {
     let names = CommandSpec.subcommandNames.joined(separator: " ")
@@ -317,7 +323,7 @@ func fishCompletion() -> String {
         for option in command.options {
             var line = "complete -c quill -n \(fishQuoted(condition))"
             for flag in option.flags {
-                line += flag.hasPrefix("--") ? " -l \(flag.dropFirst(2))" : " -s \(flag.dropFirst())"
+                line += " " + fishOption(flag)
             }
             if option.value != nil {
                 switch option.completion {

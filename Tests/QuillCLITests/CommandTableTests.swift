@@ -46,7 +46,8 @@ final class CommandTableTests: XCTestCase {
             XCTAssertTrue(man.contains("Fl " + flag.dropFirst()), "\(flag) of \(where_) is missing from the man page")
             XCTAssertTrue(bash.contains(flag), "\(flag) of \(where_) is missing from the bash completion")
             XCTAssertTrue(zsh.contains("'\(flag)["), "\(flag) of \(where_) is missing from the zsh completion")
-            let fishFlag = flag.hasPrefix("--") ? "-l \(flag.dropFirst(2))" : "-s \(flag.dropFirst())"
+            // fish: -l long, -s one letter, -o a single-dash word.
+            let fishFlag = flag.hasPrefix("--") ? "-l \(flag.dropFirst(2))" : (flag.count == 2 ? "-s " : "-o ") + flag.dropFirst()
             XCTAssertTrue(fish.contains(fishFlag), "\(flag) of \(where_) is missing from the fish completion")
             XCTAssertTrue(readme.contains("`\(flag)") || readme.contains(", \(flag)"), "\(flag) of \(where_) is missing from the README")
         }
