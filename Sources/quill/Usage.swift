@@ -44,6 +44,8 @@ batch:
   --batch FILE            one request per line (text, or JSON with "prompt" and options); '-' is stdin
   --parallel N            sequences decoded together (default 8)
   --shard K/N             only lines whose index mod N is K
+  --output FILE           append results to FILE (completion order, fsynced), not stdout
+  --resume                skip requests whose id FILE already holds; cut a half-written last line
   --no-progress           no progress line on stderr
 performance:
   -t, --threads N         threads (default: physical cores)
