@@ -42,6 +42,8 @@ def parse_arguments(argv):
     parser.add_argument("--partitions", type=int, help="partitions of the prompts (default: Spark's split)")
     parser.add_argument("--threads", type=int, help="quill -t per task (default: spark.task.cpus)")
     parser.add_argument("--master", help="Spark master when run without spark-submit (e.g. local[2])")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Spark setting when run without spark-submit (repeatable)")
     # The quill flags follow "--" (split here: argparse would read them as its own).
     split = argv.index("--") if "--" in argv else len(argv)
     options = parser.parse_args(argv[:split])
@@ -163,6 +165,9 @@ def main(argv):
     conf = SparkConf().setAppName("quill batch generation")
     if options.master:
         conf.setMaster(options.master)
+    for setting in options.conf:
+        key, _, value = setting.partition("=")
+        conf.set(key, value)
     sc = SparkContext.getOrCreate(conf)
     threads = options.threads or int(sc.getConf().get("spark.task.cpus", "1"))
     lines = sc.textFile(options.prompts, minPartitions=options.partitions, use_unicode=False)
