@@ -127,7 +127,8 @@ def main():
               f"{tokens / wall:.0f} tokens/s; RSS MB at 10/25/50/75/90% of the run "
               f"{' '.join(f'{mb:.1f}' for mb in deciles)}, peak {max(rss, default=0):.1f} ({len(rss)} samples)")
         spark_wall, spark_count, spark_tokens = run_spark(options, prompts, work)
-        print(f"round {round + 1} Spark: {spark_wall:.1f} s, {spark_count} results, {spark_count / spark_wall:.1f} prompts/s, "
+        print(f"round {round + 1} Spark: {spark_wall:.1f} s, {spark_count} results, "
+              f"{spark_count / spark_wall:.1f} prompts/s, "
               f"{spark_tokens / spark_wall:.0f} tokens/s; load average {os.getloadavg()}")
         assert spark_count == count and spark_tokens == tokens, "Spark and plain runs generated different results"
         ratios.append(spark_wall / wall)

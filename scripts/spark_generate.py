@@ -139,19 +139,22 @@ def generate_partition(rows, quill, flags, threads, errors):
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    stderr_lines = []
-    drain = threading.Thread(target=lambda: stderr_lines.extend(process.stderr.read().decode(errors="replace").splitlines()[-5:]),
-                             daemon=True)
-    drain.start()
+    stderr_tail = []  # the last lines quill wrote to stderr, for the failure message
+
+    def drain():
+        stderr_tail.extend(process.stderr.read().decode(errors="replace").splitlines()[-5:])
+
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
     results = [line.decode().rstrip("\n") for line in process.stdout]
     status = process.wait()
     feeder.join()
-    drain.join()
+    drainer.join()
     # Exit 1 with one result per line is per-line errors (their objects are in the results);
     # anything else means the partition was not done, and Spark should run it again.
     if status not in (0, 1) or len(results) != len(rows):
         raise RuntimeError(f"quill exited with status {status} after {len(results)} of {len(rows)} results: "
-                           + " / ".join(stderr_lines))
+                           + " / ".join(stderr_tail))
     for local_index, ((global_index, (line_number, line)), result) in enumerate(zip(rows, results)):
         fixed = with_global_id(result, local_index, global_index, line_number, explicit_id(line))
         if '"error":' in fixed and "error" in json.loads(fixed):
@@ -171,14 +174,14 @@ def main(argv):
     sc = SparkContext.getOrCreate(conf)
     threads = options.threads or int(sc.getConf().get("spark.task.cpus", "1"))
     lines = sc.textFile(options.prompts, minPartitions=options.partitions, use_unicode=False)
-    # (line number from 1, bytes) of each non-blank line, then its index among them: quill's id
-    # for a line without one. A byte order mark before the first line is not part of it.
-    numbered = lines.zipWithIndex().map(lambda pair: (pair[1] + 1, pair[0][3:] if pair[1] == 0 and pair[0].startswith(b"\xef\xbb\xbf") else pair[0]))
+    # (index among non-blank lines, (line number from 1, bytes)): the index is quill's id for a
+    # line without one, the line number what its errors name.
+    numbered = lines.zipWithIndex().map(numbered_line)
     requests = numbered.filter(lambda row: not is_blank(row[1])).zipWithIndex().map(lambda pair: (pair[1], pair[0]))
     if options.partitions:
         # zipWithIndex keeps the order; repartitioning by index range keeps it too.
-        requests = requests.repartitionAndSortWithinPartitions(options.partitions,
-                                                               partitionFunc=_range_partitioner(requests.count(), options.partitions))
+        by_range = _range_partitioner(requests.count(), options.partitions)
+        requests = requests.repartitionAndSortWithinPartitions(options.partitions, partitionFunc=by_range)
     errors = sc.accumulator(0)
     quill, flags = options.quill, options.quill_flags
     results = requests.mapPartitions(lambda rows: generate_partition(rows, quill, flags, threads, errors))
@@ -188,6 +191,15 @@ def main(argv):
         print(f"spark_generate: {failed} lines failed; their error objects are in {options.results}", file=sys.stderr)
     sc.stop()
     return 1 if failed else 0
+
+
+def numbered_line(pair):
+    """(line, index from 0) → (line number from 1, line); a UTF-8 byte order mark before the
+    first line is not part of it (as in quill)."""
+    line, index = pair
+    if index == 0 and line.startswith(b"\xef\xbb\xbf"):
+        line = line[3:]
+    return index + 1, line
 
 
 def _range_partitioner(count, partitions):

@@ -74,7 +74,8 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
     var readFailure: Error?
     let start = DispatchTime.now()
 
-    /// Records a finished request and writes every result that is now complete, in input order.
+    /// Records a finished request: appends it to the output file, or writes to stdout every
+    /// result that is now complete in input order.
     func complete(_ index: Int, _ json: JSON) {
         done += 1
         if let results {
