@@ -18,7 +18,8 @@ QUILL = os.environ.get("QUILL_BIN", str(REPO / ".build" / "debug" / "quill"))
 SHARED = REPO.parent / "shared" / "models"
 STORIES = SHARED / "stories260K.bin"
 TOKENIZER = SHARED / "tok512.model"
-QUILL_FLAGS = ["-m", str(STORIES), "-z", str(TOKENIZER), "-n", "24", "--parallel", "4"]
+# -s: the seed of the plain-text lines (the JSON ones carry their own).
+QUILL_FLAGS = ["-m", str(STORIES), "-z", str(TOKENIZER), "-n", "24", "--parallel", "4", "-s", "7"]
 SCRIPT = REPO / "scripts" / "spark_generate.py"
 
 pytestmark = pytest.mark.skipif(not STORIES.exists(), reason="../shared/models/stories260K.bin not found")
@@ -26,7 +27,8 @@ pytestmark = pytest.mark.skipif(not STORIES.exists(), reason="../shared/models/s
 
 def prompts(count=200, seed=2014):
     """Seeded requests: JSON with and without ids (each with its own seed, so the text is
-    reproducible), a blank line (no id, not a request) and one bad line (an error object)."""
+    reproducible), plain-text lines, a blank line (no id, not a request) and one bad line (an
+    error object)."""
     rng = random.Random(seed)
     lines = []
     for i in range(count):
@@ -34,7 +36,7 @@ def prompts(count=200, seed=2014):
                    "seed": rng.randrange(1 << 32), "n_predict": rng.randint(2, 24)}
         if i % 2 == 0:
             request["id"] = f"p{i}"
-        lines.append(json.dumps(request))
+        lines.append(json.dumps(request) if i % 10 != 9 else request["prompt"])
     lines.insert(77, "")
     lines.insert(123, '{"prompt": "x", "temp": -1}')
     return "\n".join(lines) + "\n"
@@ -80,7 +82,7 @@ def test_spark_gives_the_lines_of_one_quill_batch_run(batch, tmp_path):
     assert [without_timings(line) for line in got] == [without_timings(line) for line in expected]
     ids = [json.loads(line)["id"] for line in got]
     assert len(set(map(json.dumps, ids))) == len(ids) == 201
-    assert 1 in ids and "p0" in ids  # an id-less line's global index; an own id
+    assert 1 in ids and "p0" in ids and 200 in ids  # id-less lines' global indexes (200: the last, plain text); an own id
 
 
 def test_a_task_that_fails_once_is_retried_without_duplicate_output(batch, tmp_path):
