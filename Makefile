@@ -11,7 +11,7 @@ TEST_VENV  := .venv-test
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMPT     ?= Once upon a time
 
-.PHONY: all build deps run install uninstall docs test test-swift test-python fuzz fuzz-build fuzz-smoke sanitize check-llamacpp model bench clean
+.PHONY: all build deps run install uninstall docs test test-swift test-python test-scale fuzz fuzz-build fuzz-smoke sanitize check-llamacpp model bench clean
 
 all: build
 
@@ -49,6 +49,22 @@ $(TEST_VENV)/.installed: scripts/requirements-test.txt
 
 test-python: $(TEST_VENV)/.installed
 	QUILL_BIN=$(CURDIR)/.build/debug/quill $(TEST_VENV)/bin/pytest -q -rs Tests/python
+
+# Spark's local mode (Tests/scale: scripts/spark_generate.py against one `quill --batch` run), not
+# in `make test`: PySpark is about 320 MB and needs a Java runtime (Debian's default-jre-headless),
+# so it has its own venv and CI runs it as a second step.
+SCALE_PACKAGES := default-jre-headless python3-venv
+SCALE_VENV := .venv-scale
+
+$(SCALE_VENV)/.installed: scripts/requirements-scale.txt
+	$(PYTHON) -m venv $(SCALE_VENV)
+	$(SCALE_VENV)/bin/pip install --quiet -r scripts/requirements-scale.txt
+	touch $@
+
+test-scale: EXTRA_PACKAGES = $(SCALE_PACKAGES)
+test-scale: deps $(SCALE_VENV)/.installed
+	$(SWIFT) build
+	QUILL_BIN=$(CURDIR)/.build/debug/quill $(SCALE_VENV)/bin/pytest -q -rs Tests/scale
 
 # libFuzzer targets, one per parser of untrusted bytes (Sources/QuillFuzz), built with
 # AddressSanitizer and coverage into .build-fuzz. `make fuzz` runs each for FUZZ_SECONDS;
@@ -144,4 +160,4 @@ docs:
 	$(PYTHON) scripts/update_readme_flags.py .build/debug/quill README.md
 
 clean:
-	rm -rf .build .build-fuzz .build-asan $(TEST_VENV)
+	rm -rf .build .build-fuzz .build-asan $(TEST_VENV) $(SCALE_VENV)

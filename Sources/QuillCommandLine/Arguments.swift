@@ -152,6 +152,10 @@ public struct GenerateOptions {
     public var parallel: Int?
     public var noProgress = false
     public var shard: (index: Int, count: Int)?
+    /// --output FILE: results appended to FILE instead of stdout (issue #14).
+    public var outputFile: String?
+    /// --resume: skip the requests whose id FILE already holds (needs --output).
+    public var resume = false
     /// `-c`: positions of the KV cache (default: prompt + -n within the context; the context for -n -1 and --batch).
     public var ctxSize: Int?
     /// `--keep`: tokens kept at the start when the cache is full (the attention sinks); nil: 4,
@@ -322,6 +326,8 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
                 options.parallel = n
             case "--no-progress": try noValue(); options.noProgress = true
             case "--shard": options.shard = try parseShard(value(), flag: flag)
+            case "--output": options.outputFile = try nonEmpty(value(), flag: flag)
+            case "--resume": try noValue(); options.resume = true
             case "--verbose": try noValue(); options.verbose = true
             case "-c", "--ctx-size": options.ctxSize = try parseContextSize(value(), flag: flag)
             case "--keep": options.keep = try parseKeep(value(), flag: flag)
@@ -347,7 +353,9 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
     } else {
         if options.parallel != nil { throw UsageError("--parallel needs --batch") }
         if options.shard != nil { throw UsageError("--shard needs --batch") }
+        if options.outputFile != nil { throw UsageError("--output needs --batch") }
     }
+    if options.resume && options.outputFile == nil { throw UsageError("--resume needs --output FILE (the file to continue)") }
     if options.json && options.echo { throw UsageError("--echo cannot be used with --json") }
     return .generate(options)
 }
