@@ -28,9 +28,18 @@ static const char *core_for_this_cpu(void) {
     return NULL;
 }
 
-static void load(void) {
+void quill_blas_prepare_environment(void) {
     const char *core = core_for_this_cpu();
     if (core != NULL && getenv("OPENBLAS_CORETYPE") == NULL) setenv("OPENBLAS_CORETYPE", core, 0);
+    // BLAS runs single-threaded inside Quill's own workers. Said before loading, OpenBLAS starts
+    // no thread pool of its own, so neither loading nor exiting waits for one.
+    if (getenv("OPENBLAS_NUM_THREADS") == NULL) setenv("OPENBLAS_NUM_THREADS", "1", 0);
+}
+
+static void load(void) {
+    // A no-op when quill_blas_prepare_environment already ran (both variables are then set), so
+    // a load on another thread never calls setenv.
+    quill_blas_prepare_environment();
     // $QUILL_BLAS_LIBRARY names another CBLAS library (a path or a soname).
     const char *library = getenv("QUILL_BLAS_LIBRARY");
     if (library == NULL || library[0] == 0) library = "libblas.so.3";

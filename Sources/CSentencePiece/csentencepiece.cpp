@@ -4,6 +4,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -138,6 +139,17 @@ extern "C" int spm_is_control(const spm_processor *p, int id) {
 }
 extern "C" int spm_is_unknown(const spm_processor *p, int id) {
     return in_range(p, id) && p->processor.IsUnknown(id) ? 1 : 0;
+}
+
+extern "C" void spm_piece_kinds(const spm_processor *p, uint8_t *kinds, size_t count) {
+    const size_t n = std::min(count, p->pieces.size());
+    for (size_t id = 0; id < n; ++id) {
+        const int i = static_cast<int>(id);
+        kinds[id] = p->processor.IsControl(i) ? SPM_PIECE_CONTROL
+                  : p->processor.IsUnknown(i) ? SPM_PIECE_UNKNOWN
+                  : p->processor.IsByte(i)    ? SPM_PIECE_BYTE
+                                              : SPM_PIECE_NORMAL;
+    }
 }
 
 extern "C" int spm_unk_id(const spm_processor *p) { return p->processor.unk_id(); }

@@ -1,4 +1,5 @@
 import CQuillKernels
+import Dispatch
 
 /// The BLAS library, loaded at run time (see blas_loader.h for why it is not linked).
 public enum BLAS {
@@ -7,7 +8,15 @@ public enum BLAS {
         public let description: String
     }
 
-    /// Loads BLAS (once); every product needs it.
+    /// Starts loading BLAS on another thread (dlopen and OpenBLAS's initialiser take a few
+    /// milliseconds), so that it overlaps with mapping a model and loading its tokenizer; `load()`
+    /// then waits for it. The environment OpenBLAS reads is set here, on the calling thread.
+    public static func startLoading() {
+        quill_blas_prepare_environment()
+        DispatchQueue.global(qos: .userInitiated).async { _ = quill_blas_load() }
+    }
+
+    /// Loads BLAS (once, or waits for `startLoading`'s load); every product needs it.
     public static func load() throws(LoadError) {
         guard quill_blas_load() == 0 else { throw LoadError(description: String(cString: quill_blas_error())) }
     }

@@ -33,13 +33,16 @@ func checkedModelPath(_ path: String) throws -> String {
         }
         return path
     }
-    // Only a regular file is looked into (opening a FIFO here would block).
-    let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-    guard attributes?[.type] as? FileAttributeType == .typeRegular, let size = attributes?[.size] as? UInt64, size >= 9,
-          let handle = FileHandle(forReadingAtPath: path) else { return path }
-    defer { try? handle.close() }
-    let head = [UInt8]((try? handle.read(upToCount: 9)) ?? Data())
-    guard head.count == 9 else { return path }
+    // Only a regular file is looked into (opening a FIFO here would block). stat and read, not
+    // FileManager's attributes, which also look up the owner's name in /etc/passwd (a millisecond).
+    var info = stat()
+    guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size >= 9 else { return path }
+    let size = UInt64(info.st_size)
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    guard fd >= 0 else { return path }
+    defer { close(fd) }
+    var head = [UInt8](repeating: 0, count: 9)
+    guard head.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 9, 0) }) == 9 else { return path }
     let headerLength = head[..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     if head[8] == UInt8(ascii: "{"), headerLength >= 2, headerLength <= size - 8 {
         throw InputError("\(path) is a safetensors file, which Quill does not read: convert its Hugging Face folder "
@@ -48,6 +51,11 @@ func checkedModelPath(_ path: String) throws -> String {
     return path
 }
 
+/// What the commands loaded stays alive until the process exits: exit() hands the memory back
+/// at once, while freeing it piece by piece (SentencePiece's 32,000 strings for Llama 2) takes
+/// milliseconds after the last token is out. Only the main thread loads models.
+nonisolated(unsafe) private var keptUntilExit: [LoadedModel] = []
+
 /// The checkpoint at -m (or the default) with its tokenizer. The model's path is named in the
 /// message of a SIGBUS (the file truncated while mapped).
 /// A file of at least `largeModelBytes` shows "loading …" on a terminal while it is mapped and checked.
@@ -55,11 +63,15 @@ func loadModel(modelFlag: String?, tokenizerFlag: String?, tokenizer: ModelLoade
                showProgress: Bool = true) throws -> LoadedModel {
     let path = try resolveModelPath(modelFlag)
     setMappedModelPath(path)
-    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    // stat, not FileManager's attributes, which also look up the owner's name (/etc/passwd).
+    var info = stat()
+    let size = stat(path, &info) == 0 ? Int(info.st_size) : 0
     let progress = ProgressLine(disabled: !showProgress || size < largeModelBytes)
     progress.update("loading \(printable(path)) (\(groupedDigits(size)) bytes)")
     defer { progress.finish() }
-    return try ModelLoader.load(modelPath: path, tokenizerPath: tokenizerFlag, tokenizer: tokenizer)
+    let model = try ModelLoader.load(modelPath: path, tokenizerPath: tokenizerFlag, tokenizer: tokenizer)
+    keptUntilExit.append(model)
+    return model
 }
 
 /// 32 MiB: from about this size mapping and checking the weights takes a noticeable moment.

@@ -12,6 +12,11 @@ extern "C" {
 /// Loads the BLAS library once (later calls return the first result). 0 on success; otherwise
 /// `quill_blas_error()` says why.
 int quill_blas_load(void);
+
+/// Sets the environment OpenBLAS reads when it loads (its kernel family and one thread), unless
+/// the user set it. setenv is not thread-safe: call this on the main thread before any thread
+/// calls quill_blas_load.
+void quill_blas_prepare_environment(void);
 const char *quill_blas_error(void);
 
 /// The OpenBLAS core in use ("SkylakeX", "Haswell", ...), or "" for another BLAS.

@@ -56,6 +56,11 @@ int spm_is_byte(const spm_processor *processor, int id);
 int spm_is_control(const spm_processor *processor, int id);
 int spm_is_unknown(const spm_processor *processor, int id);
 
+/// The kind of every piece at once (what the three above say, in one pass): kinds[id] is
+/// SPM_PIECE_NORMAL, _CONTROL, _UNKNOWN or _BYTE, for ids below min(count, vocabulary size).
+enum { SPM_PIECE_NORMAL = 0, SPM_PIECE_CONTROL = 1, SPM_PIECE_UNKNOWN = 2, SPM_PIECE_BYTE = 3 };
+void spm_piece_kinds(const spm_processor *processor, uint8_t *kinds, size_t count);
+
 /// Unknown and padding ids (-1 when the model has no padding piece).
 int spm_unk_id(const spm_processor *processor);
 int spm_pad_id(const spm_processor *processor);

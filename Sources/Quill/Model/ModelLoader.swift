@@ -94,6 +94,7 @@ public enum ModelLoader {
     /// found beside the checkpoint), checking that their vocabularies agree.
     public static func load(modelPath: String, tokenizerPath: String?, tokenizer need: TokenizerNeed) throws -> LoadedModel {
         let start = DispatchTime.now()
+        if need != .none { BLAS.startLoading() }  // for the forward pass, meanwhile
         let file = try MappedFile.checkpoint(path: modelPath)
         // The format is told by the first four bytes: "GGUF", else a llama2.c header.
         let isGGUF = file.byteCount >= 4 && file.uint32(at: 0) == GGUFFile.magic
@@ -149,3 +150,4 @@ public enum ModelLoader {
         return cores.isEmpty ? logical : min(cores.count, logical)
     }
 }
+

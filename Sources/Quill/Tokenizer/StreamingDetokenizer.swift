@@ -3,7 +3,7 @@
 /// never cut inside a character; invalid bytes are passed through, never dropped. Like
 /// SentencePiece's decode, the leading space of the first piece after BOS is dropped.
 public struct StreamingDetokenizer {
-    private let pieceBytes: [[UInt8]]
+    private let pieceBytes: PieceTable
     private let bosID: Int
     private var previous: Int?
     private var pending: [UInt8] = []

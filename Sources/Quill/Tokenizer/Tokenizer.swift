@@ -23,7 +23,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// End-of-sequence id (`</s>`); -1 when the model has none.
     public let eosID: Int
     /// The bytes each id prints as: byte pieces are their byte, `▁` a space, control pieces nothing.
-    let pieceBytes: [[UInt8]]
+    let pieceBytes: PieceTable
     /// The shim's processor (internal: GGUF export enumerates its pieces).
     let handle: OpaquePointer
 
@@ -47,12 +47,7 @@ public final class Tokenizer: @unchecked Sendable {
         vocabSize = Int(spm_vocab_size(processor))
         bosID = Int(spm_bos_id(processor))
         eosID = Int(spm_eos_id(processor))
-        var table: [[UInt8]] = []
-        table.reserveCapacity(vocabSize)
-        for id in 0..<Int32(vocabSize) {
-            table.append(Tokenizer.bytes(ofPiece: id, processor: processor))
-        }
-        pieceBytes = table
+        pieceBytes = PieceTable(processor: processor, count: vocabSize)
     }
 
     /// The bytes of a tokenizer file. Opened non-blocking so that a FIFO cannot hang `open`;
@@ -88,35 +83,6 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     deinit { spm_free(handle) }
-
-    private static func bytes(ofPiece id: Int32, processor: OpaquePointer) -> [UInt8] {
-        var piece: UnsafePointer<CChar>?
-        var length = 0
-        guard spm_id_to_piece(processor, id, &piece, &length) == Int32(SPM_OK), let piece else { return [] }
-        let raw = Array(UnsafeRawBufferPointer(start: piece, count: length))
-        if spm_is_control(processor, id) != 0 { return [] }
-        if spm_is_unknown(processor, id) != 0 { return Array(" \u{2047} ".utf8) }
-        if spm_is_byte(processor, id) != 0 {
-            // "<0xAB>" stands for the single byte 0xAB.
-            let text = String(decoding: raw, as: UTF8.self)
-            if text.count == 6, let value = UInt8(text.dropFirst(3).prefix(2), radix: 16) { return [value] }
-            return raw
-        }
-        // "▁" (U+2581, bytes E2 96 81) stands for a space.
-        var result: [UInt8] = []
-        result.reserveCapacity(raw.count)
-        var i = 0
-        while i < raw.count {
-            if i + 2 < raw.count && raw[i] == 0xE2 && raw[i + 1] == 0x96 && raw[i + 2] == 0x81 {
-                result.append(0x20)
-                i += 3
-            } else {
-                result.append(raw[i])
-                i += 1
-            }
-        }
-        return result
-    }
 
     /// The ids of `text`, with BOS first when `addBOS` (an error if the model has no BOS piece).
     /// The text is encoded exactly as given: nothing is trimmed.
@@ -192,5 +158,67 @@ public final class Tokenizer: @unchecked Sendable {
             var isFolder: ObjCBool = false
             return FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && !isFolder.boolValue
         }
+    }
+}
+
+/// The bytes every piece prints as, back to back in one buffer: piece `id` is
+/// `bytes[starts[id]..<starts[id + 1]]`. One buffer rather than an array per piece, which took
+/// milliseconds to build and to free for Llama 2's 32,000 pieces, on every start.
+struct PieceTable: Sendable {
+    /// Every piece's bytes, in id order.
+    private let bytes: [UInt8]
+    /// Where each piece starts in `bytes`, plus the end: count + 1 offsets.
+    private let starts: [Int]
+
+    var count: Int { starts.count - 1 }
+
+    subscript(id: Int) -> ArraySlice<UInt8> { bytes[starts[id]..<starts[id + 1]] }
+
+    /// Byte pieces are their byte ("<0xAB>" is 0xAB), `▁` (U+2581, E2 96 81) a space, control
+    /// pieces nothing, and the unknown piece " ⁇ ", as SentencePiece's decode prints them.
+    init(processor: OpaquePointer, count: Int) {
+        var kinds = [UInt8](repeating: 0, count: count)
+        kinds.withUnsafeMutableBufferPointer { spm_piece_kinds(processor, $0.baseAddress, count) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count * 8)
+        var starts: [Int] = []
+        starts.reserveCapacity(count + 1)
+        let unknown = Array(" \u{2047} ".utf8)
+        for id in 0..<count {
+            starts.append(bytes.count)
+            var pointer: UnsafePointer<CChar>?
+            var length = 0
+            guard spm_id_to_piece(processor, Int32(id), &pointer, &length) == Int32(SPM_OK), let pointer else { continue }
+            let raw = UnsafeRawBufferPointer(start: pointer, count: length)
+            switch Int(kinds[id]) {
+            case Int(SPM_PIECE_CONTROL):
+                continue
+            case Int(SPM_PIECE_UNKNOWN):
+                bytes += unknown
+            case Int(SPM_PIECE_BYTE):
+                if let value = PieceTable.byteValue(raw) { bytes.append(value) } else { bytes += raw }
+            default:
+                var i = 0
+                while i < length {
+                    if i + 2 < length && raw[i] == 0xE2 && raw[i + 1] == 0x96 && raw[i + 2] == 0x81 {
+                        bytes.append(0x20)
+                        i += 3
+                    } else {
+                        bytes.append(raw[i])
+                        i += 1
+                    }
+                }
+            }
+        }
+        starts.append(bytes.count)
+        self.bytes = bytes
+        self.starts = starts
+    }
+
+    /// The byte a "<0xAB>" piece stands for; nil for any other text.
+    private static func byteValue(_ raw: UnsafeRawBufferPointer) -> UInt8? {
+        guard raw.count == 6, raw[0] == UInt8(ascii: "<"), raw[1] == UInt8(ascii: "0"), raw[2] == UInt8(ascii: "x"),
+              raw[5] == UInt8(ascii: ">") else { return nil }
+        return UInt8(String(decoding: raw[3..<5], as: UTF8.self), radix: 16)
     }
 }
