@@ -1,6 +1,8 @@
 #include "activations.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -172,4 +174,26 @@ void quill_attend(const float *q, const float *k, const float *v, int stride, in
     for (int i = 0; i < head_size; ++i) out[i] = 0;
     for (int t = 0; t < length; ++t)
         for (int i = 0; i < head_size; ++i) out[i] += scores[t] * v[(size_t)t * stride + i];
+}
+
+// A NaN or an infinity has every exponent bit set. Each block ORs its 64 tests (clang
+// vectorises the inner loop), and only a block with a hit is searched element by element.
+long quill_first_non_finite(const float *x, long n) {
+    const uint32_t exponent = 0x7F800000u;
+    long i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint32_t hit = 0;
+        for (int j = 0; j < 64; ++j) {
+            uint32_t bits;
+            memcpy(&bits, x + i + j, sizeof bits);
+            hit |= (bits & exponent) == exponent;
+        }
+        if (hit) break;
+    }
+    for (; i < n; ++i) {
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof bits);
+        if ((bits & exponent) == exponent) return i;
+    }
+    return -1;
 }

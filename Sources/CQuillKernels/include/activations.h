@@ -9,6 +9,11 @@
 extern "C" {
 #endif
 
+/// Index of the first NaN or infinity in x[0 ..< n], or -1. Run on every row of logits, so
+/// the all-finite case is a vector loop over 64-element blocks (6 µs for 32,000 logits, where a
+/// Swift SIMD loop took 50 µs: 6% of a 15M-model token).
+long quill_first_non_finite(const float *x, long n);
+
 /// Softmax in place over x[0 ..< n] (n ≥ 1), subtracting the maximum first.
 void quill_softmax(float *x, int n);
 
