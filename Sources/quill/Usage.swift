@@ -45,6 +45,15 @@ batch:
   --parallel N            sequences decoded together (default 8)
   --shard K/N             only lines whose index mod N is K
   --no-progress           no progress line on stderr
+interactive and chat (issue #13):
+  -i, --interactive       a conversation: one turn a line (stdin, or "> " on a terminal), the KV cache
+                          kept between turns; /clear starts over, /bye or Ctrl-D ends, Ctrl-C stops a reply
+  --chat, -cnv            -i with turns in the model's chat template (GGUF tokenizer.chat_template)
+  --chat-template NAME    chatml, llama2, llama3, zephyr, gemma or phi3 instead of the model's (implies --chat)
+  -sys, --system-prompt T the system message of a chat (and of batch lines with "messages")
+  --json-stream           one JSON object a token ({"token_id","text","logprob"}), then the --json summary
+  --logprobs N            with --json, --json-stream or --batch: each token's log-probability (after penalty
+                          and temperature, before truncation), its raw one, and the N most likely alternatives
 performance:
   -t, --threads N         threads (default: physical cores)
   -b, --batch-size N      prompt tokens per forward block (default 64)
