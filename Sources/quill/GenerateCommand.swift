@@ -107,6 +107,9 @@ func logprobsFields(id: Int, text: [UInt8], logprobs: TokenLogprobs?, tokenizer:
 /// `quill [options] [PROMPT]`: stream generated text to stdout (or one JSON object).
 func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     let sampling = try samplingParameters(options.sampling)
+    if let name = options.chatTemplate, ChatTemplate(rawValue: name) == nil {
+        throw UsageError("--chat-template '\(name)' is not one Quill knows: \(ChatTemplate.names)")
+    }
     if let batchFile = options.batchFile { return try runBatch(options, file: batchFile, sampling: sampling) }
     if options.interactive { return try runInteractive(options, sampling: sampling) }
     let start = DispatchTime.now()

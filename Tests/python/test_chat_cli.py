@@ -266,3 +266,22 @@ def test_on_a_terminal_the_prompt_shows_and_ctrl_c_stops_only_the_reply():
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_batch_messages_use_the_chat_template_and_carry_logprobs(chatml_model):
+    conversation = json.dumps({"id": "c", "messages": [{"role": "system", "content": "Be kind"},
+                                                        {"role": "user", "content": "Hello"}],
+                               "n_predict": 5, "temp": 0, "logprobs": 3})
+    lines = (conversation + "\n" + json.dumps({"prompt": "Once upon a time", "n_predict": 5, "temp": 0}) + "\n").encode()
+    batch = [json.loads(line) for line in quill("-m", str(chatml_model), "--batch", "-", stdin=lines).stdout.splitlines()]
+    chat = json.loads(quill("-m", str(chatml_model), "--chat", "--json", "--logprobs", "3", "--temp", "0", "-n", "5",
+                            "-sys", "Be kind", stdin=b"Hello\n").stdout)
+    # The same ids fed, the same greedy reply, the same log-probabilities.
+    assert batch[0]["tokens_prompt"] == len(chat["prompt_token_ids"])
+    assert batch[0]["token_ids"] == chat["token_ids"]
+    assert batch[0]["logprobs"] == chat["logprobs"]
+    assert "logprobs" not in batch[1]
+    bad = quill("-m", str(chatml_model), "--batch", "-", check=False,
+                stdin=b'{"messages": [{"role": "robot", "content": "x"}]}\n{"prompt": "a", "messages": []}\n')
+    errors = [json.loads(line)["error"] for line in bad.stdout.splitlines()]
+    assert "role \"robot\"" in errors[0] and "not both" in errors[1]
