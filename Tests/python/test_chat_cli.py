@@ -116,6 +116,11 @@ def test_json_stream_is_one_line_a_token_then_the_json_summary():
     assert all(set(t) == {"token_id", "text", "logprob", "raw_logprob"} for t in tokens)
     with_top = quill("--json-stream", "--logprobs", "2", *arguments).stdout.decode().splitlines()
     assert all(len(json.loads(line)["top_logprobs"]) == 2 for line in with_top[:-1])
+    # The token that fills the cache (a run stopped by a full cache) has its line too.
+    full = quill("--json-stream", "-c", "12", "--no-context-shift", "--ignore-eos", "Once upon a time").stdout.decode().splitlines()
+    *tokens, last = [json.loads(line) for line in full]
+    assert last["stop_reason"] == "context"
+    assert [t["token_id"] for t in tokens] == last["token_ids"] and len(tokens) == last["tokens_generated"] > 0
 
 
 def test_interactive_turns_continue_the_cached_sequence():
@@ -285,3 +290,16 @@ def test_batch_messages_use_the_chat_template_and_carry_logprobs(chatml_model):
                 stdin=b'{"messages": [{"role": "robot", "content": "x"}]}\n{"prompt": "a", "messages": []}\n')
     errors = [json.loads(line)["error"] for line in bad.stdout.splitlines()]
     assert "role \"robot\"" in errors[0] and "not both" in errors[1]
+
+
+@pytest.mark.parametrize("arguments, fragment", [
+    (["--logprobs", "3", "Once"], b"--logprobs needs --json"),
+    (["--json", "--logprobs", "101", "Once"], b"between 0 and 100"),
+    (["--json", "--json-stream", "Once"], b"one of --json and --json-stream"),
+    (["-i", "--batch", "-"], b"cannot be used with --batch"),
+    (["-sys", "Be kind", "Once"], b"--system-prompt needs --chat"),
+    (["--chat-template", "vicuna"], b"chatml, llama2, llama3, zephyr, gemma, phi3"),
+])
+def test_flag_combinations_that_mean_nothing_are_usage_errors(arguments, fragment):
+    run = quill(*arguments, check=False)
+    assert run.returncode == 2 and fragment in run.stderr, run.stderr

@@ -156,7 +156,11 @@ struct SequenceState {
         }
         var shift: ShiftPlan?
         if position >= capacity {
-            guard let contextShift else { return finish(.context, before: bytes) }
+            guard let contextShift else {
+                var step = finish(.context, before: bytes)
+                step.token = token
+                return step
+            }
             let discard = contextShift.discard(filled: position)
             shift = ShiftPlan(keep: contextShift.keep, discard: discard, filled: position)
             position -= discard
