@@ -33,7 +33,12 @@ final class ChatTemplateTests: XCTestCase {
     func testTemplatesAreRecognisedByTheirMarkers() {
         let texts: [(String, ChatTemplate?)] = [
             ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}", .chatml),
-            ("{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}", .llama2),
+            ("{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}"
+             + "{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+             + "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}", .llama2),
+            // Mistral Instruct v0.2: [INST] without <<SYS>>, turns not spaced as Llama 2's.
+            ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] "
+             + "+ ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% endif %}{% endfor %}", nil),
             ("{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}", .llama3),
             ("{{ '<|user|>\\n' + message['content'] + eos_token }}\\n{% elif message['role'] == 'system' %}", .zephyr),
             ("{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}", .gemma),

@@ -5,9 +5,12 @@ public struct ChatMessage: Sendable, Equatable {
         case system, user, assistant
     }
 
+    /// Who says it.
     public var role: Role
+    /// What is said, as typed (templates that trim it do so when rendering).
     public var content: String
 
+    /// A message of `role` saying `content`.
     public init(_ role: Role, _ content: String) {
         self.role = role
         self.content = content
@@ -36,13 +39,16 @@ public enum ChatTemplate: String, Sendable, CaseIterable {
 
     /// The template whose markers `template` (a model's Jinja text) carries, nil when none does.
     /// Checked from the most specific markers down, since Zephyr's and Phi-3's share `<|user|>`.
+    /// `[INST]` alone is Mistral's format, which spaces and separates turns unlike Llama 2's:
+    /// only a template with Llama 2's `<<SYS>>` is taken for it (Mistral's is refused, not
+    /// rendered slightly wrong).
     public static func detect(_ template: String) -> ChatTemplate? {
         if template.contains("<|im_start|>") { return .chatml }
         if template.contains("<|start_header_id|>") && template.contains("<|end_header_id|>") { return .llama3 }
         if template.contains("<start_of_turn>") { return .gemma }
         if template.contains("<|user|>") && template.contains("<|end|>") { return .phi3 }
         if template.contains("<|user|>") { return .zephyr }
-        if template.contains("[INST]") { return .llama2 }
+        if template.contains("[INST]") && template.contains("<<SYS>>") { return .llama2 }
         return nil
     }
 
@@ -142,7 +148,9 @@ public enum ChatTemplate: String, Sendable, CaseIterable {
 /// own pieces, the text between them is encoded as text (each run with SentencePiece's usual
 /// leading space, as llama.cpp encodes text after a special token).
 public struct ChatTokenizer {
+    /// The format written.
     public let template: ChatTemplate
+    /// The vocabulary the markers are looked up in and the text is encoded with.
     public let tokenizer: Tokenizer
     /// Marker text → its piece id.
     private let specials: [(text: String, id: Int)]

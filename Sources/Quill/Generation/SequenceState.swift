@@ -73,6 +73,7 @@ extension GenerationRequest {
 
 /// One generated token as `--json-stream` reports it.
 public struct GeneratedToken: Sendable {
+    /// The sampled id.
     public var id: Int
     /// The text this token completes: its piece's bytes, with an unfinished UTF-8 character held
     /// back until a later token completes it (stop strings are not removed here).

@@ -7,14 +7,18 @@ import QuillKernels
 /// top-k, top-p and min-p only choose which tokens may be drawn, they do not rescale these.
 /// `rawLogprob` is the token's log-softmax of the model's own logits.
 public struct TokenLogprobs: Sendable, Equatable {
+    /// From the sampler's distribution (penalty and temperature, before truncation).
     public var logprob: Double
+    /// From the model's own logits.
     public var rawLogprob: Double
     /// The most likely tokens of that distribution, most likely first (ties: lower id first).
     public var top: [Alternative]
 
     /// One of the most likely tokens.
     public struct Alternative: Sendable, Equatable {
+        /// The token.
         public var id: Int
+        /// Its log-probability in the sampler's distribution.
         public var logprob: Double
     }
 }
@@ -67,7 +71,8 @@ public struct Sampler {
         // and shorten `candidates`.
         let temperature = parameters.temperature == 0 ? 1 : Double(parameters.temperature)
         let normaliser = Sampler.logSumExp(logits, scale: 1 / temperature)
-        let raw = buffer.array(offset: offset, length: logits.count)
+        // One vocabulary-sized copy a token, made only when log-probabilities were asked for.
+        let raw = buffer.array(offset: offset, length: logits.count)  // (vocab)
         let rawLogprob = Double(raw[token]) - Sampler.logSumExp(raw, scale: 1)
         var best: [Int] = []  // ids, most likely first; at most `top`
         if top > 0 {
