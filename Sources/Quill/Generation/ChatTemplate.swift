@@ -196,12 +196,18 @@ public struct ChatTokenizer {
     /// user's turn and the opening of the next reply. The reply's own tokens are already in the
     /// cache, so only the template's text after them is encoded.
     public func encodeTurn(after history: [ChatMessage], user next: String) throws(TokenizerError) -> [Int] {
-        // A reply text that cannot occur in a message marks where the reply's own tokens end.
+        // A stand-in reply marks where the reply's own tokens end: its last occurrence in the
+        // conversation up to it (a message may contain the same text; the stand-in comes last).
         let placeholder = "\u{F8FF}reply\u{F8FF}"
         let before = history + [ChatMessage(.assistant, placeholder)]
+        let head = template.render(before, addGenerationPrompt: false, bos: bosText, eos: eosText)
+        guard let range = head.range(of: placeholder, options: .backwards) else {
+            preconditionFailure("every template writes the assistant's text")
+        }
+        let kept = head[..<range.upperBound]
         let text = template.render(before + [ChatMessage(.user, next)], bos: bosText, eos: eosText)
-        guard let range = text.range(of: placeholder) else { preconditionFailure("a template drops the assistant's text") }
-        return try encode(text: String(text[range.upperBound...]), addBOS: false)
+        precondition(text.hasPrefix(kept), "a template renders a conversation message by message")
+        return try encode(text: String(text.dropFirst(kept.count)), addBOS: false)
     }
 
     /// `text` split at the markers: markers become their ids, the runs between are encoded.
