@@ -163,6 +163,21 @@ public struct GenerateOptions {
     public var keep: Int?
     /// `--no-context-shift` clears it: stop when the cache is full, refuse a longer prompt.
     public var contextShift = true
+
+    // MARK: Interactive and chat use (issue #13)
+    /// `-i`: a conversation that keeps the KV cache between turns (one turn a line on stdin).
+    public var interactive = false
+    /// `--chat` / `-cnv`: turns wrapped in the model's chat template (implies `-i`).
+    public var chat = false
+    /// `--chat-template NAME`: a template chosen by hand instead of the model's.
+    public var chatTemplate: String?
+    /// `-sys`: the system message of a chat (and of batch lines with "messages").
+    public var systemPrompt: String?
+    /// `--json-stream`: one JSON object per token, then a summary object (NDJSON).
+    public var jsonStream = false
+    /// `--logprobs N`: each token's log-probability and its N most likely alternatives (a row of
+    /// the parameter table, so it lives in `request`).
+    public var logprobs: Int? { request.logprobs }
 }
 
 public enum PromptSource: Equatable {
@@ -332,6 +347,12 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
             case "-c", "--ctx-size": options.ctxSize = try parseContextSize(value(), flag: flag)
             case "--keep": options.keep = try parseKeep(value(), flag: flag)
             case "--no-context-shift": try noValue(); options.contextShift = false
+            // Interactive and chat use (issue #13).
+            case "-i", "--interactive": try noValue(); options.interactive = true
+            case "--chat", "-cnv", "--conversation": try noValue(); options.chat = true
+            case "--chat-template": options.chatTemplate = try nonEmpty(value(), flag: flag)
+            case "-sys", "--system-prompt": options.systemPrompt = try value()
+            case "--json-stream": try noValue(); options.jsonStream = true
             default:
                 throw UsageError("unknown option '\(flag)'")
             }
@@ -357,7 +378,28 @@ public func parseInvocation(_ arguments: [String]) throws(UsageError) -> Invocat
     }
     if options.resume && options.outputFile == nil { throw UsageError("--resume needs --output FILE (the file to continue)") }
     if options.json && options.echo { throw UsageError("--echo cannot be used with --json") }
+    try checkChatOptions(&options)
     return .generate(options)
+}
+
+/// The rules of the interactive and chat flags (issue #13): `--chat` implies `-i`; the JSON
+/// forms are one at a time; what only a chat or JSON output uses is refused elsewhere.
+private func checkChatOptions(_ options: inout GenerateOptions) throws(UsageError) {
+    if options.chatTemplate != nil && !options.chat && options.batchFile == nil { options.chat = true }
+    if options.chat { options.interactive = true }
+    if options.jsonStream && options.json { throw UsageError("give one of --json and --json-stream") }
+    if options.jsonStream && options.echo { throw UsageError("--echo cannot be used with --json-stream") }
+    if options.interactive {
+        if options.batchFile != nil { throw UsageError("-i/--chat reads turns from stdin; it cannot be used with --batch") }
+        if options.echo { throw UsageError("--echo cannot be used with -i or --chat") }
+    }
+    if options.systemPrompt != nil && !options.chat && options.batchFile == nil {
+        throw UsageError("--system-prompt needs --chat (or --batch lines with \"messages\")")
+    }
+    if options.logprobs != nil && !options.json && !options.jsonStream && options.batchFile == nil {
+        throw UsageError("--logprobs needs --json, --json-stream or --batch (plain text has nowhere to put them)")
+    }
+    if options.jsonStream && options.batchFile != nil { throw UsageError("--json-stream cannot be used with --batch") }
 }
 
 private func nonEmpty(_ text: String, flag: String) throws(UsageError) -> String {
@@ -633,7 +675,7 @@ private func parseBench(_ arguments: [String]) throws(UsageError) -> Invocation 
 /// `text` is nil for a flag without a value.
 private func parameterValue(_ parameter: RequestParameter, flag: String, text: String?, inline: String?) throws(UsageError) -> ParameterValue {
     switch parameter.kind {
-    case .integer: return .number(String(try parseInt(text!, flag: flag)))
+    case .integer, .count: return .number(String(try parseInt(text!, flag: flag)))
     case .decimal:
         _ = try parseFloat(text!, flag: flag)
         return .number(text!.trimmingCharacters(in: .whitespaces))

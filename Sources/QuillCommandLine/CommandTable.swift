@@ -54,7 +54,10 @@ public struct OptionSpec: Sendable {
         value = parameter.valueName
         var text = parameter.help
         if let off = parameter.off { text += "; \(off) = off" }
-        if parameter.valueName != nil, parameter.defaultValue != .strings([]) { text += " (default \(parameter.defaultText))" }
+        // An empty list or an unset count has no default to show: nothing is done unless asked.
+        if parameter.valueName != nil, ![.strings([]), .absent].contains(parameter.defaultValue) {
+            text += " (default \(parameter.defaultText))"
+        }
         help = text
         completion = .none
         self.parameter = parameter.key
@@ -134,7 +137,8 @@ extension CommandSpec {
                 OptionSpec(["-e", "--escape"], "turn \\n, \\t, \\\\ in -p/PROMPT into characters (never in files or stdin)"),
                 OptionSpec(["--echo"], "print the prompt before the generated text"),
             ]),
-            OptionGroup("generation", RequestParameter.all.map(OptionSpec.init)),
+            // --logprobs is a request parameter too, but it shapes the JSON output: listed there.
+            OptionGroup("generation", RequestParameter.all.filter { $0.key != "logprobs" }.map(OptionSpec.init)),
             OptionGroup("context", [
                 contextOption,
                 OptionSpec(["--keep"], "N", "when the cache is full, keep the first N tokens (attention sinks) and drop "
@@ -143,6 +147,8 @@ extension CommandSpec {
             ]),
             OptionGroup("output", [
                 OptionSpec(["--json"], "one JSON object (as in batch mode) instead of streamed text"),
+                OptionSpec(["--json-stream"], "one JSON object a token ({\"token_id\",\"text\",\"logprob\"}), then the --json summary"),
+            ] + parameterOptions(["logprobs"]) + [
                 OptionSpec(["--verbose"], "load time, tokens/s, seed, stop reason and the KV cache on stderr"),
             ]),
             OptionGroup("batch", [
@@ -154,6 +160,14 @@ extension CommandSpec {
                            completion: .file),
                 OptionSpec(["--resume"], "skip the requests whose id FILE (--output) already holds; cut a half-written last line"),
                 noProgressOption,
+            ]),
+            OptionGroup("interactive and chat", [
+                OptionSpec(["-i", "--interactive"], "a conversation: one turn a line (stdin, or \"> \" on a terminal), the KV cache "
+                           + "kept between turns; /clear starts over, /bye or Ctrl-D ends, Ctrl-C stops a reply"),
+                OptionSpec(["-cnv", "--chat", "--conversation"], "-i with turns in the model's chat template (GGUF tokenizer.chat_template)"),
+                OptionSpec(["--chat-template"], "NAME", "\(ChatTemplate.names) instead of the model's (implies --chat)",
+                           completion: .choices(ChatTemplate.allCases.map(\.rawValue))),
+                OptionSpec(["-sys", "--system-prompt"], "TEXT", "the system message of a chat (and of batch lines with \"messages\")"),
             ]),
             OptionGroup("performance", [threadsOption, batchSizeOption(64)]),
             OptionGroup("other", [helpOption, OptionSpec(["--version"], "the version")]),

@@ -57,7 +57,11 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
         return poll(&poller, 1, 0) > 0
     }, shouldStop: interrupted)
     let defaults = GenerationRequest(prompt: [], maxNewTokens: options.maxNewTokens, sampling: sampling,
-                                     ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings, contextShift: shift)
+                                     ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings, contextShift: shift,
+                                     logprobs: options.logprobs)
+    // Lines with "messages" use the chat template (made at the first such line: a model without
+    // one then fails only those lines).
+    var chat: Result<ChatTokenizer, Error>?
 
     let stdout = OutputStream.standardOutput
     let showProgress = stderr.isTerminal && !options.noProgress
@@ -156,7 +160,15 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
                     let line = try parsed.get()
                     ids[order] = id
                     var request = line.request
-                    request.prompt = try tokenizer.encode(line.promptText, addBOS: model.addBOS)
+                    if let messages = line.messages {
+                        if chat == nil { chat = Result { try chatTokenizer(options, model: model, tokenizer: tokenizer) } }
+                        let formatter = try chat!.get()
+                        let system = messages.first?.role == .system ? [] : options.systemPrompt.map { [ChatMessage(.system, $0)] } ?? []
+                        request.prompt = try formatter.encode(system + messages, addBOS: model.addBOS)
+                        request.endTokens = [formatter.endOfTurnID]
+                    } else {
+                        request.prompt = try tokenizer.encode(line.promptText, addBOS: model.addBOS)
+                    }
                     try request.validate(for: config, capacity: capacity, canShift: transformer.canShift)
                     return .request(request, tag: order)
                 } catch let error as BatchLineError {
@@ -178,7 +190,7 @@ func runBatch(_ options: GenerateOptions, file: String, sampling: SamplingParame
             complete(result.tag, errorObject(id: id, failure))
         } else {
             generated += result.stats.generatedTokens
-            complete(result.tag, resultJSON(id: id, text: result.text, stats: result.stats))
+            complete(result.tag, resultJSON(id: id, text: result.text, stats: result.stats, tokenizer: tokenizer))
         }
     }, shouldStop: { interrupted() || (results.map { $0.failure != nil } ?? !stdout.isOpen) })
     if showProgress { stderr.write("\n") }

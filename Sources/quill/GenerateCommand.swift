@@ -100,7 +100,9 @@ func processEscapes(_ text: String) -> String {
 /// The result object shared by --json and --batch. `bytesSkipped`: the bytes of a long prompt
 /// never tokenized (its middle), when there were any: `tokens_dropped` then counts only the
 /// tokens of the head and tail it dropped.
-func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats, bytesSkipped: Int = 0) -> JSON {
+/// `tokenizer` gives the text of each token's log-probability entry (when the request asked for
+/// them: `--logprobs`).
+func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats, bytesSkipped: Int = 0, tokenizer: Tokenizer? = nil) -> JSON {
     var fields: [(String, JSON)] = []
     if let id { fields.append(("id", id)) }
     fields += [
@@ -116,13 +118,40 @@ func resultJSON(id: JSON?, text: [UInt8], stats: GenerationStats, bytesSkipped: 
         ("seed", .raw(String(stats.seed))),  // UInt64: may exceed Int.max
     ]
     if bytesSkipped > 0 { fields.append(("prompt_bytes_not_tokenized", .int(bytesSkipped))) }
+    if let tokenizer, !stats.logprobs.isEmpty {
+        fields.append(("logprobs", .array(zip(stats.tokens, stats.logprobs).map { id, logprobs in
+            .object(logprobsFields(id: id, text: tokenizer.bytes(of: id), logprobs: logprobs, tokenizer: tokenizer))
+        })))
+    }
     return .object(fields)
+}
+
+/// One token's entry of `--logprobs` output (and of a `--json-stream` line): its id, its text,
+/// its log-probability; with `logprobs.top` not empty, also the raw model's and the alternatives.
+func logprobsFields(id: Int, text: [UInt8], logprobs: TokenLogprobs?, tokenizer: Tokenizer, withTop: Bool = true) -> [(String, JSON)] {
+    // 6 decimals: a log-probability's float32 source has about 7 significant digits.
+    var fields: [(String, JSON)] = [("token_id", .int(id)), ("text", .string(String(decoding: text, as: UTF8.self)))]
+    guard let logprobs else { return fields }
+    fields.append(("logprob", .number(logprobs.logprob, decimals: 6)))
+    fields.append(("raw_logprob", .number(logprobs.rawLogprob, decimals: 6)))
+    if withTop {
+        fields.append(("top_logprobs", .array(logprobs.top.map { alternative in
+            .object([("token_id", .int(alternative.id)),
+                     ("text", .string(String(decoding: tokenizer.bytes(of: alternative.id), as: UTF8.self))),
+                     ("logprob", .number(alternative.logprob, decimals: 6))])
+        })))
+    }
+    return fields
 }
 
 /// `quill [options] [PROMPT]`: stream generated text to stdout (or one JSON object).
 func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     let sampling = options.sampling  // checked by the parser, through the parameter table
+    if let name = options.chatTemplate, ChatTemplate(rawValue: name) == nil {
+        throw UsageError("--chat-template '\(name)' is not one Quill knows: \(ChatTemplate.names)")
+    }
     if let batchFile = options.batchFile { return try runBatch(options, file: batchFile, sampling: sampling) }
+    if options.interactive { return try runInteractive(options, sampling: sampling) }
     let start = DispatchTime.now()
     let model = try loadModel(modelFlag: options.modelPath, tokenizerFlag: options.tokenizerPath)
     let tokenizer = try model.requireTokenizer()
@@ -156,7 +185,8 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
     shift = contextShift(options, capacity: capacity)
     let request = GenerationRequest(
         prompt: promptTokens, maxNewTokens: options.maxNewTokens, sampling: sampling,
-        ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings, contextShift: shift)
+        ignoreEOS: options.ignoreEOS, stopStrings: options.stopStrings, contextShift: shift,
+        logprobs: options.jsonStream ? options.logprobs ?? 0 : options.logprobs)
     let mayFill = options.maxNewTokens < 0 || request.prompt.count + options.maxNewTokens > capacity
     if let shift, canShift, mayFill, !shift.fits(capacity: capacity) {
         throw UsageError("--keep \(shift.keep) leaves nothing to drop from a KV cache of \(capacity) positions "
@@ -194,10 +224,12 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
         stdout.write(promptText)
         lastByte = promptText.utf8.last
     }
-    var stats = try generator.generate(request, shouldStop: interrupted) { bytes in
+    var stats = try generator.generate(request, shouldStop: interrupted, onToken: { token in
+        if options.jsonStream { writeStreamLine(token, options: options, tokenizer: tokenizer) }
+    }) { bytes in
         if interrupted() || !stdout.isOpen { return .interrupted }
         guard !bytes.isEmpty else { return nil }
-        if options.json {
+        if options.json || options.jsonStream {
             text += bytes
             return nil
         }
@@ -210,14 +242,24 @@ func runGenerate(_ options: GenerateOptions) throws -> ExitStatus {
         OutputStream.standardError.write("quill: note: the KV cache is full and \(config.architecture.positions.rawValue) positions "
                                          + "cannot shift: stopped after \(stats.generatedTokens) tokens (a larger -c goes further)\n")
     }
-    if options.json {
-        stdout.write(resultJSON(id: nil, text: text, stats: stats, bytesSkipped: input.skippedBytes).encoded + "\n")
+    if options.json || options.jsonStream {
+        stdout.write(resultJSON(id: nil, text: text, stats: stats, bytesSkipped: input.skippedBytes,
+                                tokenizer: options.logprobs == nil ? nil : tokenizer).encoded + "\n")
     } else if lastByte != nil && lastByte != 0x0A {
         stdout.write([0x0A])
     }
     if stdout.readerGone { return .success }  // the reader has gone (e.g. `| head`): end quietly
     if options.verbose { printStatistics(stats) }
     return stats.stopReason == .interrupted && interrupted() ? .interrupted : .success
+}
+
+/// One `--json-stream` line for a generated token, written at once (stdout is unbuffered), so
+/// a reader follows the tokens as they come. The summary line that ends the stream carries
+/// `"logprobs"` only when `--logprobs` asked; each line has the token's log-probability always.
+func writeStreamLine(_ token: GeneratedToken, options: GenerateOptions, tokenizer: Tokenizer) {
+    let fields = logprobsFields(id: token.id, text: token.bytes, logprobs: token.logprobs, tokenizer: tokenizer,
+                                withTop: options.logprobs != nil)
+    OutputStream.standardOutput.write(JSON.object(fields).encoded + "\n")
 }
 
 /// The context shift of a run whose caches hold `capacity` positions: none with

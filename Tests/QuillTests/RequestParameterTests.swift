@@ -7,7 +7,8 @@ final class RequestParameterTests: XCTestCase {
     private func fields(_ r: GenerationRequest) -> [String] {
         let s = r.sampling
         return ["\(r.maxNewTokens)", "\(s.temperature)", "\(s.topK)", "\(s.topP)", "\(s.minP)", "\(s.repeatPenalty)",
-                "\(s.repeatLastN)", "\(String(describing: s.seed))", "\(r.stopStrings)", "\(r.ignoreEOS)"]
+                "\(s.repeatLastN)", "\(String(describing: s.seed))", "\(r.stopStrings)", "\(r.ignoreEOS)",
+                "\(String(describing: r.logprobs))"]
     }
 
     func testEachDefaultIsTheRequestsOwn() throws {
@@ -26,7 +27,7 @@ final class RequestParameterTests: XCTestCase {
         for parameter in RequestParameter.all {
             let value: ParameterValue
             switch parameter.kind {
-            case .integer: value = .number("3")
+            case .integer, .count: value = .number("3")
             case .decimal: value = .number("0.5")
             case .seed: value = .number("7")
             case .flag: value = .bool(true)
@@ -56,6 +57,9 @@ final class RequestParameterTests: XCTestCase {
             ("ignore_eos", .number("1"), "must be true or false"),
             ("top_k", .number("1.5"), "must be an integer, got 1.5"),
             ("temp", .string("hot"), "must be a number"),
+            ("logprobs", .number("101"), "must be between 0 and 100 (alternatives per token), got 101"),
+            ("logprobs", .number("-1"), "must be between 0 and 100 (alternatives per token), got -1"),
+            ("logprobs", .bool(true), "must be an integer"),
         ]
         for (key, value, problem) in bad {
             var request = GenerationRequest(prompt: [])

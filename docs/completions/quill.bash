@@ -14,11 +14,12 @@ _quill() {
     case "$command" in
         "")
             case "$prev" in
-                -m|--model|-z|--tokenizer|-f|--file|--batch) return ;;
-                -p|--prompt|-n|--n-predict|--temp|--top-k|--top-p|--min-p|--repeat-penalty|--repeat-last-n|-s|--seed|-r|--reverse-prompt|--stop|-c|--ctx-size|--keep|--parallel|--shard|-t|--threads|-b|--batch-size) return ;;
+                -m|--model|-z|--tokenizer|-f|--file|--batch|--output) return ;;
+                --chat-template) COMPREPLY=($(compgen -W "chatml llama2 llama3 zephyr gemma phi3" -- "$cur")); return ;;
+                -p|--prompt|-n|--n-predict|--temp|--top-k|--top-p|--min-p|--repeat-penalty|--repeat-last-n|-s|--seed|-r|--reverse-prompt|--stop|-c|--ctx-size|--keep|--logprobs|--parallel|--shard|-sys|--system-prompt|-t|--threads|-b|--batch-size) return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-m --model -z --tokenizer -p --prompt -f --file -e --escape --echo -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n -s --seed -r --reverse-prompt --stop --ignore-eos -c --ctx-size --keep --no-context-shift --json --verbose --batch --parallel --shard --no-progress -t --threads -b --batch-size -h --help --version" -- "$cur"))
+                COMPREPLY=($(compgen -W "-m --model -z --tokenizer -p --prompt -f --file -e --escape --echo -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n -s --seed -r --reverse-prompt --stop --ignore-eos -c --ctx-size --keep --no-context-shift --json --json-stream --logprobs --verbose --batch --parallel --shard --output --resume --no-progress -i --interactive -cnv --chat --conversation --chat-template -sys --system-prompt -t --threads -b --batch-size -h --help --version" -- "$cur"))
             elif [ "$COMP_CWORD" -eq 1 ]; then
                 COMPREPLY=($(compgen -W "perplexity tokenize detokenize info quantize bench logits" -- "$cur"))
             fi

@@ -33,6 +33,8 @@ public struct GenerationStats: Sendable {
     public var shifts = 0
     /// The generated ids, in order.
     public var tokens: [Int] = []
+    /// Each generated token's log-probabilities, when the request asked for them.
+    public var logprobs: [TokenLogprobs] = []
 
     public var promptTokensPerSecond: Double { promptSeconds > 0 ? Double(promptTokens) / promptSeconds : 0 }
     public var generateTokensPerSecond: Double {
@@ -66,11 +68,15 @@ extension Transformer {
 }
 
 /// The single-sequence loop: prefill the prompt in blocks, then sample, emit and feed back one
-/// token at a time until a stop rule fires.
+/// token at a time until a stop rule fires. The KV cache outlives a call, so a conversation
+/// can continue the sequence it holds (`continuing`) without recomputing it.
 public final class Generator {
     public let transformer: Transformer
     public let tokenizer: Tokenizer
     private var cache: KVCache
+    /// The ids whose keys and values the cache holds, in position order (after context shifts,
+    /// what is left of them).
+    public private(set) var cached: [Int] = []
 
     public init(transformer: Transformer, tokenizer: Tokenizer) throws(AllocationError) {
         self.transformer = transformer
@@ -78,21 +84,38 @@ public final class Generator {
         cache = try transformer.makeCache()
     }
 
+    /// Forgets the sequence in the cache (`/clear`): the next call starts at position 0.
+    public func clear() { cached = [] }
+
     /// Runs `request`. `emit` receives the bytes that are now safe to print (possibly empty);
     /// returning a reason stops generation (Ctrl-C, closed output). `shouldStop` is also checked
-    /// between prompt blocks, so a long prompt stops within one block.
+    /// between prompt blocks, so a long prompt stops within one block. `onToken` sees each
+    /// generated token before its bytes are emitted. With `continuing`, the prompt goes after
+    /// the sequence already in the cache (`cached`), which is not fed again; a cache too full
+    /// for the prompt shifts first (when the request shifts) or is an error.
     public func generate(
-        _ request: GenerationRequest, shouldStop: () -> Bool = { false }, emit: ([UInt8]) -> StopReason?
+        _ request: GenerationRequest, continuing: Bool = false, shouldStop: () -> Bool = { false },
+        onToken: (GeneratedToken) -> Void = { _ in }, emit: ([UInt8]) -> StopReason?
     ) throws(GenerationError) -> GenerationStats {
         try request.validate(for: transformer.config, capacity: transformer.cacheCapacity, canShift: transformer.canShift)
-        let (request, dropped) = request.fitted(capacity: transformer.cacheCapacity)
-        cache = try transformer.cache(cache, keeping: request.contextShift)
-        var sequence = SequenceState(request: request, tokenizer: tokenizer, transformer: transformer, dropped: dropped)
+        var request = request
+        var dropped = 0
+        if continuing && !cached.isEmpty {
+            try makeRoom(for: request)
+        } else {
+            cached = []
+            (request, dropped) = request.fitted(capacity: transformer.cacheCapacity)
+            cache = try transformer.cache(cache, keeping: request.contextShift)
+        }
+        let previous = cached
+        var sequence = SequenceState(request: request, tokenizer: tokenizer, transformer: transformer, dropped: dropped,
+                                     previous: previous)
         let promptStart = DispatchTime.now()
         var processed = 0
-        let prefilled = transformer.prefill(request.prompt, startPosition: 0, cache: cache, stopWhen: shouldStop,
+        let prefilled = transformer.prefill(request.prompt, startPosition: previous.count, cache: cache, stopWhen: shouldStop,
                                             processed: { processed = $0 })
         sequence.recordPrompt(seconds: seconds(since: promptStart), processed: processed)
+        cached += request.prompt.prefix(processed)
         guard var logits = prefilled else {
             _ = sequence.finish(.interrupted)
             return sequence.stats
@@ -100,14 +123,40 @@ public final class Generator {
         while true {
             try transformer.requireFiniteLogits()
             var step = sequence.step(logits: logits, offset: 0)
+            if let token = step.token { onToken(token) }
             if let reason = emit(step.bytes), step.stop == nil {
                 step = sequence.finish(reason)
                 _ = emit(step.bytes)
             }
             guard let next = step.feed else { return sequence.stats }
-            if let plan = step.shift { transformer.shift(cache, keep: plan.keep, discard: plan.discard, filled: plan.filled) }
+            if let plan = step.shift { shift(plan) }
             logits = transformer.forward(token: next, position: sequence.position - 1, cache: cache)
+            cached.append(next)
         }
+    }
+
+    /// Drops `plan.discard` positions after the first `plan.keep` from the cache and from `cached`.
+    private func shift(_ plan: ShiftPlan) {
+        transformer.shift(cache, keep: plan.keep, discard: plan.discard, filled: plan.filled)
+        cached.removeSubrange(plan.keep..<(plan.keep + plan.discard))
+    }
+
+    /// Shifts the cache so that `request.prompt` and one generated token fit after `cached`;
+    /// throws when the request does not shift or the prompt is too long to fit beside the sinks.
+    private func makeRoom(for request: GenerationRequest) throws(GenerationError) {
+        let capacity = transformer.cacheCapacity
+        let needed = cached.count + request.prompt.count + 1 - capacity
+        guard needed > 0 else { return }
+        guard let rule = request.contextShift, transformer.canShift else {
+            throw GenerationError("the KV cache is full: it holds \(cached.count) of \(capacity) positions and this turn "
+                                  + "needs \(request.prompt.count) more (/clear starts over; a larger -c holds more)")
+        }
+        let discard = max(needed, rule.discard(filled: cached.count))
+        guard rule.keep + discard <= cached.count else {
+            throw GenerationError("this turn is \(request.prompt.count) tokens: with the \(rule.keep) kept at the start it "
+                                  + "does not fit a KV cache of \(capacity) positions (a larger -c holds more)")
+        }
+        shift(ShiftPlan(keep: rule.keep, discard: discard, filled: cached.count))
     }
 }
 

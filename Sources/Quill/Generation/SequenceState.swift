@@ -15,9 +15,17 @@ public struct GenerationRequest: Sendable {
     /// What happens when the KV cache is full; nil: generation stops (and a prompt longer than
     /// the cache is an error). Models whose positions cannot shift stop either way.
     public var contextShift: ContextShift?
+    /// `--logprobs N`: record each generated token's log-probabilities and its N most likely
+    /// alternatives (0: the token's own only); nil records nothing.
+    public var logprobs: Int?
+    /// Ids that end generation as end-of-sequence does (a chat template's end of turn).
+    public var endTokens: [Int]
 
     public init(prompt: [Int], maxNewTokens: Int = -1, sampling: SamplingParameters = .init(),
-                ignoreEOS: Bool = false, stopStrings: [String] = [], contextShift: ContextShift? = nil) {
+                ignoreEOS: Bool = false, stopStrings: [String] = [], contextShift: ContextShift? = nil,
+                logprobs: Int? = nil, endTokens: [Int] = []) {
+        self.logprobs = logprobs
+        self.endTokens = endTokens
         self.prompt = prompt
         self.maxNewTokens = maxNewTokens
         self.sampling = sampling
@@ -63,6 +71,17 @@ extension GenerationRequest {
     }
 }
 
+/// One generated token as `--json-stream` reports it.
+public struct GeneratedToken: Sendable {
+    /// The sampled id.
+    public var id: Int
+    /// The text this token completes: its piece's bytes, with an unfinished UTF-8 character held
+    /// back until a later token completes it (stop strings are not removed here).
+    public var bytes: [UInt8]
+    /// Set when the request asked for `logprobs`.
+    public var logprobs: TokenLogprobs?
+}
+
 /// One sequence being generated: its sampler, its text state and its counters. The single
 /// and the batched loops both drive it one sampled token at a time.
 struct SequenceState {
@@ -90,21 +109,24 @@ struct SequenceState {
         var stop: StopReason?
         /// A context shift to make on the sequence's cache before `feed` goes in.
         var shift: ShiftPlan?
+        /// The token sampled in this step, when one was (it is also in `stats.tokens`).
+        var token: GeneratedToken?
     }
 
     /// `request` as `fitted` made it (its prompt fits the cache), `dropped` the prompt tokens
-    /// it left out.
-    init(request: GenerationRequest, tokenizer: Tokenizer, transformer: Transformer, dropped: Int = 0) {
+    /// it left out. `previous`: the ids already in the cache before the prompt (a conversation's
+    /// earlier turns), which the prompt follows.
+    init(request: GenerationRequest, tokenizer: Tokenizer, transformer: Transformer, dropped: Int = 0, previous: [Int] = []) {
         self.request = request
         sampler = Sampler(parameters: request.sampling, vocabSize: transformer.config.vocabSize)
         detokenizer = StreamingDetokenizer(tokenizer: tokenizer, previous: request.prompt.last)
         stopFilter = StopStringFilter(stopStrings: request.stopStrings)
-        history = request.prompt
+        history = previous + request.prompt
         eosID = tokenizer.eosID
         bosID = tokenizer.bosID
         capacity = transformer.cacheCapacity
         contextShift = transformer.canShift ? request.contextShift : nil
-        position = request.prompt.count
+        position = previous.count + request.prompt.count
         stats.promptTokens = request.prompt.count
         stats.tokensDropped = dropped
         stats.seed = sampler.seed
@@ -119,22 +141,34 @@ struct SequenceState {
     mutating func step(logits: FloatBuffer, offset: Int) -> Step {
         if request.maxNewTokens >= 0 && stats.generatedTokens >= request.maxNewTokens { return finish(.length) }
         let next = sampler.sample(logits, offset: offset, history: history[...])
-        if !request.ignoreEOS && (next == eosID || next == bosID) { return finish(.eos) }
+        let logprobs = request.logprobs.map { sampler.logprobs(of: next, top: $0, raw: logits, offset: offset) }
+        if !request.ignoreEOS && (next == eosID || next == bosID || request.endTokens.contains(next)) { return finish(.eos) }
         stats.generatedTokens += 1
         stats.tokens.append(next)
+        if let logprobs { stats.logprobs.append(logprobs) }
         history.append(next)
-        let (bytes, stopped) = stopFilter.push(detokenizer.append(next))
-        if stopped { return finish(.stop, before: bytes) }
+        let pieceBytes = detokenizer.append(next)
+        let token = GeneratedToken(id: next, bytes: pieceBytes, logprobs: logprobs)
+        let (bytes, stopped) = stopFilter.push(pieceBytes)
+        if stopped {
+            var step = finish(.stop, before: bytes)
+            step.token = token
+            return step
+        }
         var shift: ShiftPlan?
         if position >= capacity {
-            guard let contextShift else { return finish(.context, before: bytes) }
+            guard let contextShift else {
+                var step = finish(.context, before: bytes)
+                step.token = token
+                return step
+            }
             let discard = contextShift.discard(filled: position)
             shift = ShiftPlan(keep: contextShift.keep, discard: discard, filled: position)
             position -= discard
             stats.shifts += 1
         }
         position += 1
-        return Step(bytes: bytes, feed: next, stop: nil, shift: shift)
+        return Step(bytes: bytes, feed: next, stop: nil, shift: shift, token: token)
     }
 
     /// Ends the sequence (also used for interruption); releases held-back text unless a stop

@@ -6,6 +6,9 @@ public enum ParameterValue: Sendable, Equatable {
     case bool(Bool)
     case string(String)
     case strings([String])
+    /// No value: an optional parameter left unset (the default of `.count` rows; nothing
+    /// written in a batch line or on a command line reads as this).
+    case absent
     /// A JSON value of no type any parameter takes (null, an object, a list of non-strings):
     /// every row refuses it, naming the type it wants.
     case other
@@ -25,6 +28,8 @@ public struct RequestParameter: Sendable {
         case decimal(WritableKeyPath<GenerationRequest, Float> & Sendable)
         /// 0 to 2^64−1 read digit by digit (a Double would round it); -1 is a random seed.
         case seed
+        /// A whole number that may be unset (nil: nothing asked for), as an integer is read.
+        case count(WritableKeyPath<GenerationRequest, Int?> & Sendable)
         /// true or false; on the command line a flag without a value sets true.
         case flag(WritableKeyPath<GenerationRequest, Bool> & Sendable)
         /// One string or a list of them, none empty; on the command line the flag repeats.
@@ -53,6 +58,7 @@ public struct RequestParameter: Sendable {
         case .number(let text), .string(let text): return text
         case .bool(let value): return value ? "on" : "off"
         case .strings(let list): return list.isEmpty ? "none" : list.joined(separator: ", ")
+        case .absent: return "none"
         case .other: return ""
         }
     }
@@ -65,6 +71,13 @@ public struct RequestParameter: Sendable {
             guard let n = Self.exactInteger(text) else { throw fail("must be an integer, got \(text)") }
             request[keyPath: field] = n
         case (.integer, _):
+            throw fail("must be an integer")
+        case (.count(let field), .number(let text)):
+            guard let n = Self.exactInteger(text) else { throw fail("must be an integer, got \(text)") }
+            request[keyPath: field] = n
+        case (.count(let field), .absent):
+            request[keyPath: field] = nil
+        case (.count, _):
             throw fail("must be an integer")
         case (.decimal(let field), .number(let text)):
             guard let number = Double(text), Float(number).isFinite else { throw fail("must be a number") }
@@ -156,5 +169,14 @@ public struct RequestParameter: Sendable {
             key: "ignore_eos", flags: ["--ignore-eos"], valueName: nil, kind: .flag(\.ignoreEOS),
             defaultValue: .bool(false), off: nil, help: "keep generating past the end of sequence",
             check: { _ in nil }),
+        RequestParameter(
+            key: "logprobs", flags: ["--logprobs"], valueName: "N", kind: .count(\.logprobs),
+            defaultValue: .absent, off: nil,
+            help: "with --json, --json-stream or --batch: each token's log-probability (after penalty and temperature, "
+                + "before truncation), its raw one, and the N most likely alternatives",
+            check: { request in
+                guard let n = request.logprobs, !(0...100).contains(n) else { return nil }
+                return "must be between 0 and 100 (alternatives per token), got \(n)"
+            }),
     ]
 }

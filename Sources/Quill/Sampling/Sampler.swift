@@ -1,6 +1,28 @@
 import Foundation
 import QuillKernels
 
+/// A sampled token's log-probabilities (natural log). `logprob` and `top` come from the
+/// distribution the sampler drew from before truncation: the logits after the repetition
+/// penalty, divided by the temperature (1 when greedy), softmaxed over the whole vocabulary;
+/// top-k, top-p and min-p only choose which tokens may be drawn, they do not rescale these.
+/// `rawLogprob` is the token's log-softmax of the model's own logits.
+public struct TokenLogprobs: Sendable, Equatable {
+    /// From the sampler's distribution (penalty and temperature, before truncation).
+    public var logprob: Double
+    /// From the model's own logits.
+    public var rawLogprob: Double
+    /// The most likely tokens of that distribution, most likely first (ties: lower id first).
+    public var top: [Alternative]
+
+    /// One of the most likely tokens.
+    public struct Alternative: Sendable, Equatable {
+        /// The token.
+        public var id: Int
+        /// Its log-probability in the sampler's distribution.
+        public var logprob: Double
+    }
+}
+
 /// Chooses next tokens from logits with one seeded generator. Buffers are sized to the
 /// vocabulary once, so sampling a token allocates nothing.
 public struct Sampler {
@@ -39,6 +61,42 @@ public struct Sampler {
     /// Same as `sample` on an array of logits (tests, tools).
     public mutating func sample(logits values: [Float], history: ArraySlice<Int> = []) -> Int {
         sample(FloatBuffer(values), history: history)
+    }
+
+    /// The log-probabilities of `token` (just returned by `sample` on the same logits) and of the
+    /// `top` most likely tokens; `buffer` and `offset` as given to `sample` (the raw logits).
+    /// See `TokenLogprobs` for which distribution they describe.
+    public func logprobs(of token: Int, top: Int, raw buffer: FloatBuffer, offset: Int = 0) -> TokenLogprobs {
+        // `logits` still holds this step's penalised logits: the truncation steps only reorder
+        // and shorten `candidates`.
+        let temperature = parameters.temperature == 0 ? 1 : Double(parameters.temperature)
+        let normaliser = Sampler.logSumExp(logits, scale: 1 / temperature)
+        // One vocabulary-sized copy a token, made only when log-probabilities were asked for.
+        let raw = buffer.array(offset: offset, length: logits.count)  // (vocab)
+        let rawLogprob = Double(raw[token]) - Sampler.logSumExp(raw, scale: 1)
+        var best: [Int] = []  // ids, most likely first; at most `top`
+        if top > 0 {
+            best.reserveCapacity(top + 1)
+            for id in 0..<logits.count {
+                if best.count == top && logits[id] <= logits[best[top - 1]] { continue }
+                var slot = best.count
+                while slot > 0 && logits[best[slot - 1]] < logits[id] { slot -= 1 }
+                best.insert(id, at: slot)
+                if best.count > top { best.removeLast() }
+            }
+        }
+        func logprob(_ id: Int) -> Double { Double(logits[id]) / temperature - normaliser }
+        return TokenLogprobs(logprob: logprob(token), rawLogprob: rawLogprob,
+                             top: best.map { TokenLogprobs.Alternative(id: $0, logprob: logprob($0)) })
+    }
+
+    /// log Σ exp(scale · v), computed in Double from the largest value down so nothing overflows.
+    static func logSumExp(_ values: [Float], scale: Double) -> Double {
+        guard let largest = values.max() else { return -.infinity }
+        let top = Double(largest) * scale
+        var sum = 0.0
+        for v in values { sum += exp(Double(v) * scale - top) }
+        return top + log(sum)
     }
 
     private mutating func applyRepeatPenalty(_ history: ArraySlice<Int>) {
