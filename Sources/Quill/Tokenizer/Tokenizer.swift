@@ -111,7 +111,7 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// The bytes `id` prints as on its own (a byte piece its byte, `▁` a space, a control piece
     /// nothing); empty outside the vocabulary.
-    public func bytes(of id: Int) -> [UInt8] { id >= 0 && id < pieceBytes.count ? pieceBytes[id] : [] }
+    public func bytes(of id: Int) -> [UInt8] { id >= 0 && id < pieceBytes.count ? Array(pieceBytes[id]) : [] }
 
     /// The piece text of an id as stored in the model (with `▁`, `<0x0A>` etc.), for inspection.
     public func piece(_ id: Int) -> String? {
