@@ -150,4 +150,3 @@ public enum ModelLoader {
         return cores.isEmpty ? logical : min(cores.count, logical)
     }
 }
-
