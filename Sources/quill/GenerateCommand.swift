@@ -69,7 +69,12 @@ func loadModel(modelFlag: String?, tokenizerFlag: String?, tokenizer: ModelLoade
     let progress = ProgressLine(disabled: !showProgress || size < largeModelBytes)
     progress.update("loading \(printable(path)) (\(groupedDigits(size)) bytes)")
     defer { progress.finish() }
-    let model = try ModelLoader.load(modelPath: path, tokenizerPath: tokenizerFlag, tokenizer: tokenizer)
+    let model: LoadedModel
+    do {
+        model = try ModelLoader.load(modelPath: path, tokenizerPath: tokenizerFlag, tokenizer: tokenizer)
+    } catch let error as ModelLoadError where error.wantsTokenizerFile {
+        throw InputError("\(error) (-z FILE gives one)")
+    }
     keptUntilExit.append(model)
     return model
 }

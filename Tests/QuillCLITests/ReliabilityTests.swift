@@ -21,6 +21,17 @@ final class ReliabilityTests: XCTestCase {
         return url
     }
 
+    /// A model without a tokenizer beside it: the library says where it looked, and the CLI
+    /// (only it knows its flags) adds how to give one.
+    func testMissingTokenizerNamesTheFlag() throws {
+        let folder = try temporaryFolder()
+        let model = try copyModel(into: folder)
+        try FileManager.default.removeItem(atPath: folder.appendingPathComponent("model.model").path)
+        let run = try quill(["-m", model, "-n", "1", "Once"])
+        XCTAssertEqual(run.status, 1, run.summary)
+        assertOneLineError(run, containing: ["no tokenizer for", "model.model or tokenizer.model beside it", "-z"])
+    }
+
     /// A copy of the shipped model (and its tokenizer beside it, as NAME.model) in `folder`,
     /// with the header's int32 seq_len (byte offset 32) replaced when `contextLength` is given.
     private func copyModel(into folder: URL, name: String = "model", contextLength: Int32? = nil) throws -> String {

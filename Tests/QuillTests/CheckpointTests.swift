@@ -3,6 +3,18 @@ import Quill
 import XCTest
 
 final class CheckpointTests: XCTestCase {
+    /// With no tokenizer beside a checkpoint, the error says where it looked and says that a
+    /// tokenizer file would fix it; how to give one (a flag) is the command line's wording.
+    func testMissingTokenizerErrorNamesNoFlag() throws {
+        let model = try TestPaths.shared("stories260K.bin")
+        XCTAssertThrowsError(try ModelLoader.load(modelPath: model, tokenizerPath: nil, tokenizer: .required)) { error in
+            guard let error = error as? ModelLoadError else { return XCTFail("\(error)") }
+            XCTAssertTrue(error.wantsTokenizerFile)
+            XCTAssertTrue(error.description.contains("stories260K.model or tokenizer.model beside it"), error.description)
+            XCTAssertFalse(error.description.contains("-z"), error.description)
+        }
+    }
+
     private func loadError(_ path: String) -> String {
         do {
             _ = try Checkpoint(path: path)

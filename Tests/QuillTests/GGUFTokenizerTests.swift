@@ -140,7 +140,7 @@ final class GGUFTokenizerTests: XCTestCase {
         var entries = try fixtureEntries()
         set(&entries, "tokenizer.ggml.model", .string("gpt2"))
         try assertRefused(entries, "v.gguf: tokenizer.ggml.model is 'gpt2' (byte-level BPE), which Quill does not read; "
-            + "give a SentencePiece tokenizer.model with -z if the model has one", exact: true)
+            + "give a SentencePiece tokenizer.model if the model has one", exact: true)
         set(&entries, "tokenizer.ggml.model", .string("bert"))
         try assertRefused(entries, "tokenizer.ggml.model is 'bert' (WordPiece), which Quill does not read; give a SentencePiece")
         set(&entries, "tokenizer.ggml.model", .string("sentencepiece-ish"))

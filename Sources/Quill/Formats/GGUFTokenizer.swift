@@ -69,7 +69,7 @@ public struct GGUFVocabulary: Sendable {
 
     /// Reads and checks the vocabulary of `gguf`. Every refusal is one line naming the key.
     public init(gguf: GGUFFile) throws(CheckpointError) {
-        let pass = "give a SentencePiece tokenizer.model with -z if the model has one"
+        let pass = "give a SentencePiece tokenizer.model if the model has one"
         guard let kind = try gguf.stringIfPresent(Key.model) else {
             throw gguf.error("\(Key.model) is missing, so the file has no tokenizer Quill reads; \(pass)")
         }

@@ -37,7 +37,8 @@ public struct LoadedModel {
     public func requireTokenizer() throws(ModelLoadError) -> Tokenizer {
         guard let tokenizer else {
             let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-            throw ModelLoadError("no tokenizer for \(path): expected \(stem).model or tokenizer.model beside it (give one with -z)")
+            throw ModelLoadError("no tokenizer for \(path): expected \(stem).model or tokenizer.model beside it",
+                                 wantsTokenizerFile: true)
         }
         return tokenizer
     }
@@ -58,7 +59,13 @@ public struct LoadedModel {
 /// A model and tokenizer that do not belong together, or no model to be found.
 public struct ModelLoadError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// Whether giving a tokenizer file would get past it (no tokenizer found, or a GGUF vocabulary
+    /// Quill does not read): the command line then says how, in its own terms.
+    public let wantsTokenizerFile: Bool
+    public init(_ description: String, wantsTokenizerFile: Bool = false) {
+        self.description = description
+        self.wantsTokenizerFile = wantsTokenizerFile
+    }
 }
 
 public enum ModelLoader {
@@ -114,7 +121,10 @@ public enum ModelLoader {
         if need != .none, tokenizerPath == nil, let gguf {
             // A GGUF file carries its vocabulary; -z overrides it.
             func fromFile() throws -> (Tokenizer, Bool) {
-                let vocabulary = try GGUFVocabulary(gguf: gguf)
+                let vocabulary: GGUFVocabulary
+                do { vocabulary = try GGUFVocabulary(gguf: gguf) } catch {
+                    throw ModelLoadError(error.description, wantsTokenizerFile: true)
+                }
                 return (try checked(try Tokenizer(vocabulary: vocabulary, name: modelPath), "of \(modelPath)"), vocabulary.addBOS)
             }
             if need == .required {
