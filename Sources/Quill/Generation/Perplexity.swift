@@ -21,6 +21,14 @@ public struct PerplexityResult: Sendable {
 }
 
 public enum Perplexity {
+    /// At least two tokens, all inside the vocabulary: what both ways of scoring need.
+    private static func requireScorable(_ tokens: [Int], vocabSize: Int) throws(GenerationError) {
+        guard tokens.count >= 2 else { throw GenerationError("need at least 2 tokens to score, got \(tokens.count)") }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabSize }) {
+            throw GenerationError("token id \(bad) is outside the vocabulary (\(vocabSize) tokens)")
+        }
+    }
+
     /// Scores `tokens` with `transformer`. Sequences longer than the context are scored in
     /// windows of the context length that start every `stride` tokens; each window scores only
     /// the tokens no earlier window scored, so every token counts once and tokens late in a
@@ -33,10 +41,7 @@ public enum Perplexity {
     ) throws -> PerplexityResult {
         let config = transformer.config
         let context = transformer.cacheCapacity
-        guard tokens.count >= 2 else { throw GenerationError("need at least 2 tokens to score, got \(tokens.count)") }
-        if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
-            throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
-        }
+        try requireScorable(tokens, vocabSize: config.vocabSize)
         let step = stride ?? max(1, context / 2)
         guard step <= context else { throw GenerationError("a stride of \(step) is larger than the window of \(context) positions") }
         var result = PerplexityResult()
@@ -82,10 +87,7 @@ public enum Perplexity {
     ) throws -> PerplexityResult {
         let config = transformer.config
         let capacity = transformer.cacheCapacity
-        guard tokens.count >= 2 else { throw GenerationError("need at least 2 tokens to score, got \(tokens.count)") }
-        if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
-            throw GenerationError("token id \(bad) is outside the vocabulary (\(config.vocabSize) tokens)")
-        }
+        try requireScorable(tokens, vocabSize: config.vocabSize)
         guard transformer.canShift || tokens.count <= capacity else {
             throw GenerationError("a rolling cache needs a model whose positions can shift (RoPE or none); this one has "
                                   + "\(config.architecture.positions.rawValue) positions")
